@@ -1,0 +1,11 @@
+"""colakit: calibration data curation for post-training LLM compression.
+
+Data flow (see README, "Architecture"):
+    sources -> process -> features -> select -> CalibrationSet -> compress -> evaluate -> report
+"""
+
+__version__ = "0.1.0"
+
+from colakit.errors import ColakitError  # noqa: E402
+
+__all__ = ["ColakitError", "__version__"]
