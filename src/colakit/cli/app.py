@@ -1,0 +1,53 @@
+"""The ``colakit`` command: one typer app; each command group lives in its own module beside this one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from colakit.errors import ColakitError
+
+app = typer.Typer(
+    name="colakit",
+    help="Curate calibration data for LLM compression, compress, evaluate and report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details and show tracebacks.")):
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        os.environ["COLAKIT_TRACEBACK"] = "1"
+
+
+def main() -> None:
+    """Entry point: user errors print one line (no traceback unless --verbose/COLAKIT_TRACEBACK=1)."""
+    import colakit.cli  # noqa: F401  (registers every command module)
+
+    try:
+        app(standalone_mode=False)
+    except ColakitError as err:
+        if os.environ.get("COLAKIT_TRACEBACK"):
+            raise
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(2)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except Exception as err:  # click usage errors and friends
+        import click
+
+        if isinstance(err, click.exceptions.Exit):
+            sys.exit(err.exit_code)
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
