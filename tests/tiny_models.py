@@ -36,3 +36,22 @@ def tiny_model(family: str = "llama", seed: int = 0, **kw):
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(family, **kw), dtype=torch.float32)
     return model.eval()
+
+
+def tiny_tokenizer(vocab: int = 256, add_bos: bool = False):
+    """A real byte-level BPE tokenizer trained in memory on a few sentences (vocab <= ``vocab``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<unk>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    corpus = ["The quick brown fox jumps over the lazy dog.", "def add(a, b):\n    return a + b\n",
+              "Question: What is 2 + 3? Answer: 5.", "Calibration data decides what survives compression."] * 20
+    tok.train_from_iterator(corpus, trainer)
+    if add_bos:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    return fast

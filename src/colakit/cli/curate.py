@@ -1,0 +1,70 @@
+"""``colakit curate`` and ``colakit inspect``: build and look at CalibrationSets."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from colakit.cli.app import app, console
+
+
+def _split_csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@app.command()
+def curate(
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory for the CalibrationSet."),
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Built-in id, model directory or hub id."),
+    sources: str = typer.Option("c4", "--sources", "-s", help="Comma-separated sources (see `colakit sources list`)."),
+    method: str = typer.Option("random", "--method", help="Curation method (selector)."),
+    n: int = typer.Option(128, "--n", help="Number of calibration samples (the budget)."),
+    seq_len: int = typer.Option(512, "--seq-len", help="Tokens per sample."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same inputs and seed give the same set."),
+    fmt: str = typer.Option("plain", "--format", help="plain, qa, qa-cot or chat."),
+    packing: str = typer.Option("pack", "--packing", help="pack (concatenate + cut) or truncate (one doc each)."),
+    pool: int = typer.Option(None, "--pool", help="Candidate windows per source (default max(8n, 256))."),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Warn instead of refusing on eval overlap."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CalibrationSet at --out."),
+):
+    """Curate a CalibrationSet from SOURCES with METHOD and save it to OUT."""
+    from colakit.curate import CurateConfig
+    from colakit.curate import curate as run_curate
+
+    config = CurateConfig(model=model, sources=_split_csv(sources), method=method, n=n, seq_len=seq_len,
+                          seed=seed, format=fmt, packing=packing, pool_per_source=pool,
+                          allow_overlap=allow_overlap)
+    t0 = time.time()
+    with console.status(f"curating {n} x {seq_len} tokens from {sources} with {method}"):
+        calib = run_curate(config, out=out, overwrite=overwrite)
+    console.print(f"wrote {len(calib)} samples ({calib.num_tokens} tokens) to {out} in {time.time() - t0:.1f}s")
+    print(out)
+
+
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="A CalibrationSet directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Sample count, source mix, length distribution and token count of a CalibrationSet."""
+    from colakit.calibset import CalibrationSet
+
+    calib = CalibrationSet.load(path)
+    summary = calib.summary()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"CalibrationSet {path}", show_header=False)
+    for key in ("samples", "tokens", "method", "model", "seed", "seq_len", "content_hash"):
+        table.add_row(key, str(summary[key]))
+    length = summary["length"]
+    table.add_row("length (tokens)", f"min {length['min']}  median {length['median']}  mean {length['mean']}  "
+                                     f"max {length['max']}")
+    table.add_row("sources", "  ".join(f"{k}: {v}" for k, v in summary["sources"].items()))
+    console.print(table)
+    example = calib.samples[0].text[:300].replace("\n", " ")
+    console.print(f"[dim]first sample:[/] {example}...", highlight=False)

@@ -1,0 +1,142 @@
+"""``curate``: sources -> candidate windows -> (features) -> selector -> CalibrationSet.
+
+The one Python entry point behind ``colakit curate``. Each stage is a plain function so the same
+pipeline runs here, in a notebook, or split across executors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from colakit.calibset import CalibrationSet, Sample
+from colakit.errors import ColakitError
+from colakit.process import FORMATS, PACKINGS, Candidate, shuffled, windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CurateConfig:
+    """Everything that determines a CalibrationSet (recorded in its manifest)."""
+
+    model: str = "smollm2-135m"
+    sources: Sequence[str] = ("c4",)
+    method: str = "random"
+    n: int = 128
+    seq_len: int = 512
+    seed: int = 0
+    format: str = "plain"
+    packing: str = "pack"
+    pool_per_source: int | None = None  # candidate windows per source; default max(8 * n, 256)
+    split_seed: int = 0  # fixed apart from `seed`, so the held-out text stays the same across runs
+    heldout_fraction: float = 0.1
+    allow_overlap: bool = False
+    method_params: dict = field(default_factory=dict)
+
+    def validate(self, max_context: int | None) -> None:
+        if self.n < 1:
+            raise ColakitError(f"--n {self.n} is not positive", "ask for at least one sample")
+        if self.seq_len < 8:
+            raise ColakitError(f"--seq-len {self.seq_len} is too short", "use at least 8 tokens (COLA uses 512-2048)")
+        if max_context is not None and self.seq_len > max_context:
+            raise ColakitError(f"--seq-len {self.seq_len} is longer than the model's context ({max_context} tokens)",
+                               f"use --seq-len {max_context} or less")
+        if self.format not in FORMATS:
+            raise ColakitError(f"unknown --format {self.format!r}", f"use one of: {', '.join(FORMATS)}")
+        if self.packing not in PACKINGS:
+            raise ColakitError(f"unknown --packing {self.packing!r}", f"use one of: {', '.join(PACKINGS)}")
+        if not self.sources:
+            raise ColakitError("no sources given", "pass --sources, e.g. --sources c4,wiki")
+
+    @property
+    def pool_size(self) -> int:
+        return self.pool_per_source or max(8 * self.n, 256)
+
+
+def build_pool(config: CurateConfig, tokenizer) -> tuple[list[Candidate], list[dict]]:
+    """Candidate windows from every source (deduplicated), and each source's provenance record."""
+    from colakit.sources import get_source
+
+    pool: list[Candidate] = []
+    seen: set[bytes] = set()
+    provenance = []
+    for spec in config.sources:
+        source = get_source(spec, seed=config.split_seed, heldout_fraction=config.heldout_fraction)
+        docs = shuffled(source.documents("calibration"), seed=config.seed)
+        made = 0
+        for cand in windows(docs, tokenizer, config.seq_len, packing=config.packing, fmt=config.format,
+                            limit=config.pool_size):
+            key = hashlib.sha1(bytes(str(cand.input_ids), "ascii")).digest()
+            if key in seen:
+                continue
+            seen.add(key)
+            pool.append(cand)
+            made += 1
+        if made == 0:
+            raise ColakitError(
+                f"source {spec!r} yields no {config.seq_len}-token windows after processing",
+                "check the source has text, or use --packing pack or a shorter --seq-len",
+            )
+        provenance.append({"spec": spec, "name": source.name, "fingerprint": source.fingerprint(),
+                           "split": source.split_info(), "candidates": made, "documents_read": len(docs)})
+    return pool, provenance
+
+
+def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bool = False,
+           model=None, tokenizer=None) -> CalibrationSet:
+    """Build (and optionally save) a CalibrationSet as ``config`` describes."""
+    from colakit.models import load_tokenizer, max_context, tokenizer_hash
+    from colakit.select import get_selector
+
+    selector = get_selector(config.method, **config.method_params)
+    if out is not None and Path(out).exists() and not overwrite:
+        raise ColakitError(f"output directory {out} already exists", "choose another --out or delete it")
+    tokenizer = tokenizer or load_tokenizer(config.model)
+    config.validate(_context_of(config.model, model, max_context))
+    pool, provenance = build_pool(config, tokenizer)
+    features = None
+    if selector.needs_features:
+        from colakit.features import extract_features  # Stage 3 activations (needs the model)
+
+        features = extract_features(pool, config.model, model=model, tokenizer=tokenizer)
+    selection = selector.select(pool, features, config.n, config.seed)
+    samples = [_sample(pool[i], selection, k) for k, i in enumerate(selection.indices)]
+    _check_contamination([s.text for s in samples], config.allow_overlap)
+    manifest = {
+        "model": config.model, "tokenizer_hash": tokenizer_hash(tokenizer), "method": config.method,
+        "method_params": selector.params(), "selection_info": selection.info, "seed": config.seed,
+        "seq_len": config.seq_len, "format": config.format, "packing": config.packing,
+        "pool_per_source": config.pool_size, "pool_size": len(pool), "sources": provenance,
+    }
+    calib = CalibrationSet(samples, manifest)
+    if out is not None:
+        calib.save(out, overwrite=overwrite)
+    return calib
+
+
+def _context_of(name: str, model, max_context) -> int | None:
+    if model is not None:
+        return max_context(model)
+    from transformers import AutoConfig
+
+    from colakit.models import resolve_model
+
+    return max_context(AutoConfig.from_pretrained(resolve_model(name)))
+
+
+def _sample(cand: Candidate, selection, k: int) -> Sample:
+    pick = lambda xs: None if xs is None else xs[k]  # noqa: E731
+    return Sample(input_ids=cand.input_ids, text=cand.text, source=cand.source, doc_id=cand.doc_id,
+                  doc_ids=cand.doc_ids, start=cand.start, cluster=pick(selection.clusters),
+                  distance=pick(selection.distances), score=pick(selection.scores))
+
+
+def _check_contamination(texts: list[str], allow: bool) -> None:
+    """Refuse calibration text that overlaps an evaluation set (warn instead with allow)."""
+    from colakit.overlap import assert_no_overlap
+
+    assert_no_overlap(texts, allow=allow)

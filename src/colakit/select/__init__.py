@@ -1,0 +1,11 @@
+"""Stage 3, sample selection: every curation method is a Selector with one interface.
+
+``selector.select(candidates, features, budget, seed) -> Selection``. Model-free methods ignore
+``features`` (and say so with ``needs_features = False``); COLA's activation-space k-means and the
+baselines live side by side in ``SELECTORS`` and are compared on equal terms.
+"""
+
+from colakit.select.base import SELECTORS, Selection, Selector, get_selector, register
+from colakit.select import random as _random  # noqa: F401  (registers "random")
+
+__all__ = ["SELECTORS", "Selection", "Selector", "get_selector", "register"]
