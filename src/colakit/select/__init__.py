@@ -6,6 +6,7 @@ baselines live side by side in ``SELECTORS`` and are compared on equal terms.
 """
 
 from colakit.select.base import SELECTORS, Selection, Selector, get_selector, register
+from colakit.select import cola as _cola  # noqa: F401  (registers "cola")
 from colakit.select import random as _random  # noqa: F401  (registers "random")
 
 __all__ = ["SELECTORS", "Selection", "Selector", "get_selector", "register"]

@@ -1,0 +1,79 @@
+"""``cola``: COLA stage 3, activation-space k-means with one medoid per cluster.
+
+k = the sample budget. faiss k-means (``n_init`` seeded restarts, the lowest inertia kept) on the
+projected activation features; then every centroid takes its nearest candidate that no other
+centroid has taken yet, centroids with the closest match choosing first. So the result always
+has exactly ``budget`` distinct candidates, also when k-means leaves a cluster empty or two
+centroids share their nearest point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from colakit.errors import ColakitError
+from colakit.select.base import Selection, Selector, register
+
+
+def kmeans(features: np.ndarray, k: int, seed: int, n_init: int = 3, niter: int = 25):
+    """faiss k-means: (centroids [k, d], inertia, assignment of each point)."""
+    import faiss
+
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=n_init, seed=seed, verbose=False,
+                      min_points_per_centroid=1, max_points_per_centroid=1 << 30)
+    km.train(x)
+    dist, assign = km.index.search(x, 1)
+    return km.centroids, float(dist.sum()), assign[:, 0]
+
+
+def nearest_unique(features: np.ndarray, centroids: np.ndarray, start_m: int = 16):
+    """For each centroid a distinct nearest candidate: (indices, distances), in centroid order."""
+    import faiss
+
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(x)
+    k, n = len(centroids), len(x)
+    m = min(n, start_m)
+    while True:
+        dist, nbr = index.search(np.ascontiguousarray(centroids, dtype=np.float32), m)
+        taken: set[int] = set()
+        chosen = [-1] * k
+        chosen_d = [0.0] * k
+        for c in np.argsort(dist[:, 0], kind="stable"):
+            for d, j in zip(dist[c], nbr[c]):
+                if j >= 0 and int(j) not in taken:
+                    taken.add(int(j))
+                    chosen[c], chosen_d[c] = int(j), float(np.sqrt(max(d, 0.0)))
+                    break
+        if all(j >= 0 for j in chosen) or m == n:
+            break
+        m = min(n, m * 4)  # some centroid's shortlist was used up: widen and redo
+    return chosen, chosen_d
+
+
+@register
+class ColaSelector(Selector):
+    name = "cola"
+    needs_features = True
+
+    def __init__(self, n_init: int = 3, niter: int = 25):
+        self.n_init = n_init
+        self.niter = niter
+
+    def select(self, candidates, features, budget: int, seed: int) -> Selection:
+        self.check_budget(candidates, budget)
+        if features is None or len(features) != len(candidates):
+            raise ColakitError("the cola method needs one feature vector per candidate", "this is a colakit bug")
+        bad = np.where(~np.isfinite(features).all(1))[0]
+        if len(bad):
+            raise ColakitError(f"features of {len(bad)} candidates are not finite (first: {bad[:5].tolist()})",
+                               "recompute features in float32")
+        centroids, inertia, assign = kmeans(features, budget, seed, self.n_init, self.niter)
+        chosen, dists = nearest_unique(features, centroids)
+        sizes = np.bincount(assign, minlength=budget)
+        return Selection(indices=chosen, clusters=list(range(budget)), distances=dists,
+                         scores=[float(sizes[c]) / len(candidates) for c in range(budget)],
+                         info={"inertia": inertia, "empty_clusters": int((sizes == 0).sum()),
+                               "cluster_sizes": sizes.tolist()})
