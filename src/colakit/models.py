@@ -158,7 +158,14 @@ def load_tokenizer(name: str | Path | None = None):
     except (OSError, ValueError) as err:
         raise _hub_error(str(name), err) from err
     ensure_pad_token(tok)
+    if _is_bpe(tok):
+        tok.clean_up_tokenization_spaces = False  # a WordPiece-only cleanup; it corrupts BPE text
     return tok
+
+
+def _is_bpe(tok) -> bool:
+    backend = getattr(tok, "backend_tokenizer", None)
+    return backend is not None and type(backend.model).__name__ == "BPE"
 
 
 def ensure_pad_token(tok) -> None:
@@ -179,6 +186,9 @@ def load_model(name: str | Path | None = None, device: str = "auto", dtype: str 
     """Load a causal LM in eval mode on ``device`` (``auto``: CUDA when present, else CPU)."""
     from transformers import AutoModelForCausalLM
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # colakit shows its own progress; per-tensor bars are noise
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     where = resolve_model(name)
