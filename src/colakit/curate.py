@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from colakit.calibset import CalibrationSet, Sample
 from colakit.errors import ColakitError
+from colakit.features import FeatureConfig
 from colakit.process import FORMATS, PACKINGS, Candidate, shuffled, windows
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class CurateConfig:
     heldout_fraction: float = 0.1
     allow_overlap: bool = False
     method_params: dict = field(default_factory=dict)
+    features: FeatureConfig = field(default_factory=FeatureConfig)  # Stage 3 activations (feature-based methods)
 
     def validate(self, max_context: int | None) -> None:
         if self.n < 1:
@@ -98,11 +100,12 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
     tokenizer = tokenizer or load_tokenizer(config.model)
     config.validate(_context_of(config.model, model, max_context))
     pool, provenance = build_pool(config, tokenizer)
+    selector.check_budget(pool, config.n)  # before the expensive forward passes
     features = None
     if selector.needs_features:
-        from colakit.features import extract_features  # Stage 3 activations (needs the model)
+        from colakit.features import extract_features
 
-        features = extract_features(pool, config.model, model=model, tokenizer=tokenizer)
+        features = extract_features(pool, config.model, model=model, tokenizer=tokenizer, config=config.features)
     selection = selector.select(pool, features, config.n, config.seed)
     samples = [_sample(pool[i], selection, k) for k, i in enumerate(selection.indices)]
     _check_contamination([s.text for s in samples], config.allow_overlap)
@@ -111,6 +114,7 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
         "method_params": selector.params(), "selection_info": selection.info, "seed": config.seed,
         "seq_len": config.seq_len, "format": config.format, "packing": config.packing,
         "pool_per_source": config.pool_size, "pool_size": len(pool), "sources": provenance,
+        "features": asdict(config.features) if selector.needs_features else None,
     }
     calib = CalibrationSet(samples, manifest)
     if out is not None:

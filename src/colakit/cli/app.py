@@ -37,7 +37,7 @@ def main() -> None:
     except ColakitError as err:
         if os.environ.get("COLAKIT_TRACEBACK"):
             raise
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         console.print("aborted")

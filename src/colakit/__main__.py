@@ -1,0 +1,5 @@
+"""``python -m colakit`` is the ``colakit`` command."""
+
+from colakit.cli.app import main
+
+main()

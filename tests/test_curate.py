@@ -1,0 +1,71 @@
+"""The curate pipeline end to end on the real default model and real sources."""
+
+import subprocess
+import sys
+
+import pytest
+
+from colakit.calibset import CalibrationSet
+from colakit.curate import CurateConfig, curate
+from colakit.errors import ColakitError
+from colakit.features import FeatureConfig
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from colakit.models import load_tokenizer
+
+    return load_tokenizer("smollm2-135m")
+
+
+def test_random_is_deterministic_and_round_trips(tmp_path, tok):
+    cfg = dict(sources=["c4", "wiki"], method="random", n=8, seq_len=128, pool_per_source=64)
+    a = curate(CurateConfig(seed=0, **cfg), out=tmp_path / "a", tokenizer=tok)
+    b = curate(CurateConfig(seed=0, **cfg), tokenizer=tok)
+    c = curate(CurateConfig(seed=1, **cfg), tokenizer=tok)
+    assert a.content_hash == b.content_hash != c.content_hash
+    assert (tmp_path / "a" / "samples.jsonl").read_bytes() == b"".join(
+        (s.to_json() + "\n").encode() for s in b.samples)
+    back = CalibrationSet.load(tmp_path / "a")
+    assert back.content_hash == a.content_hash and len(back) == 8
+    assert all(len(s.input_ids) == 128 for s in back.samples)
+    assert {s.source for s in back.samples} <= {"c4", "wiki"}
+    m = back.manifest
+    assert m["method"] == "random" and m["seed"] == 0 and m["tokenizer_hash"]
+    assert [s["spec"] for s in m["sources"]] == ["c4", "wiki"] and m["sources"][0]["split"]
+    back.check_tokenizer(tok)
+    # decoded text is the text of the tokens
+    assert tok(back.samples[0].text, add_special_tokens=False)["input_ids"][:100] == back.samples[0].input_ids[:100]
+
+
+def test_cola_selects_distinct_medoids(tok):
+    cfg = CurateConfig(sources=["c4", "code"], method="cola", n=6, seq_len=64, pool_per_source=16, seed=0,
+                       features=FeatureConfig(layers="every:10", batch_size=16))
+    calib = curate(cfg, tokenizer=tok)
+    assert len(calib) == 6 and len({s.content_hash if hasattr(s, "content_hash") else tuple(s.input_ids)
+                                    for s in calib.samples}) == 6
+    assert sorted(s.cluster for s in calib.samples) == list(range(6))
+    assert all(s.distance is not None and s.distance >= 0 for s in calib.samples)
+    again = curate(cfg, tokenizer=tok)  # features come from the store; same selection
+    assert again.content_hash == calib.content_hash
+
+
+def test_bad_inputs_fail_before_work(tmp_path, tok):
+    with pytest.raises(ColakitError, match="larger than the pool"):
+        curate(CurateConfig(sources=["c4"], method="cola", n=10_000, seq_len=512), tokenizer=tok)
+    with pytest.raises(ColakitError, match="context"):
+        curate(CurateConfig(sources=["c4"], seq_len=100_000), tokenizer=tok)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ColakitError):
+        curate(CurateConfig(sources=[f"text:{empty}"], n=2, seq_len=64), tokenizer=tok)
+
+
+def test_cli_one_line_errors(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "colakit", *a],  # noqa: E731
+                                    capture_output=True, text=True)
+    bad = run("curate", "--sources", "nope", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "unknown source 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
