@@ -41,11 +41,13 @@ def test_random_is_deterministic_and_round_trips(tmp_path, tok):
 
 
 def test_cola_selects_distinct_medoids(tok):
-    cfg = CurateConfig(sources=["c4", "code"], method="cola", n=6, seq_len=64, pool_per_source=16, seed=0,
-                       features=FeatureConfig(layers="every:10", batch_size=16))
+    cfg = CurateConfig(sources=["c4", "code"], method="cola", n=6, seq_len=64, pool_per_source=12, seed=0,
+                       probes_per_capability=2, features=FeatureConfig(layers="every:10", batch_size=16))
     calib = curate(cfg, tokenizer=tok)
-    assert len(calib) == 6 and len({s.content_hash if hasattr(s, "content_hash") else tuple(s.input_ids)
-                                    for s in calib.samples}) == 6
+    assert len(calib) == 6 and len({tuple(s.input_ids) for s in calib.samples}) == 6
+    info = calib.manifest["selection_info"]
+    assert sum(info["shares"].values()) == 6 and set(info["shares"]) <= {"c4", "code"}
+    assert set(info["greedy_coverage"]["coverage"]) == {"language", "commonsense", "math", "code", "multilingual"}
     assert sorted(s.cluster for s in calib.samples) == list(range(6))
     assert all(s.distance is not None and s.distance >= 0 for s in calib.samples)
     again = curate(cfg, tokenizer=tok)  # features come from the store; same selection

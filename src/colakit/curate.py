@@ -38,6 +38,9 @@ class CurateConfig:
     allow_overlap: bool = False
     method_params: dict = field(default_factory=dict)
     features: FeatureConfig = field(default_factory=FeatureConfig)  # Stage 3 activations (feature-based methods)
+    target: str = "general"  # Stage 1: which capability to favour (general = equal weights)
+    weights: dict = field(default_factory=dict)  # Stage 1: explicit capability weights, e.g. {"math": 2}
+    probes_per_capability: int = 16  # Stage 1: probe windows that describe each capability
 
     def validate(self, max_context: int | None) -> None:
         if self.n < 1:
@@ -99,15 +102,27 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
         raise ColakitError(f"output directory {out} already exists", "choose another --out or delete it")
     tokenizer = tokenizer or load_tokenizer(config.model)
     config.validate(_context_of(config.model, model, max_context))
-    pool, provenance = build_pool(config, tokenizer)
-    selector.check_budget(pool, config.n)  # before the expensive forward passes
+    pool, provenance = build_pool(config, tokenizer) if selector.needs_pool else ([], [])
+    if selector.needs_pool:
+        selector.check_budget(pool, config.n)  # before the expensive forward passes
+    if selector.needs_model and model is None:
+        from colakit.models import load_model
+
+        model = load_model(config.model, device=config.features.device, dtype=config.features.dtype)
     features = None
     if selector.needs_features:
         from colakit.features import extract_features
 
-        features = extract_features(pool, config.model, model=model, tokenizer=tokenizer, config=config.features)
+        if getattr(selector, "uses_coverage", False):
+            features = _plan_sources(selector, pool, config, model, tokenizer)
+        else:
+            features = extract_features(pool, config.model, model=model, tokenizer=tokenizer,
+                                        config=config.features)
+    if selector.needs_model:
+        selector.bind(model, tokenizer, config)
     selection = selector.select(pool, features, config.n, config.seed)
-    samples = [_sample(pool[i], selection, k) for k, i in enumerate(selection.indices)]
+    chosen_from = selection.generated if selection.generated is not None else pool
+    samples = [_sample(chosen_from[i], selection, k) for k, i in enumerate(selection.indices)]
     _check_contamination([s.text for s in samples], config.allow_overlap)
     manifest = {
         "model": config.model, "tokenizer_hash": tokenizer_hash(tokenizer), "method": config.method,
@@ -120,6 +135,44 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
     if out is not None:
         calib.save(out, overwrite=overwrite)
     return calib
+
+
+def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, list[Candidate]]:
+    """Probe windows per capability from the calibration part of its sources (never evaluation items).
+
+    Drawn with a seed apart from the candidates' so probes are a separate random look at each domain.
+    """
+    from colakit.coverage import CAPABILITY_SOURCES
+    from colakit.sources import get_source
+
+    probes = {}
+    for cap in capabilities:
+        names = CAPABILITY_SOURCES[cap]
+        per_source = -(-config.probes_per_capability // len(names))
+        probes[cap] = []
+        for name in names:
+            source = get_source(name, seed=config.split_seed, heldout_fraction=config.heldout_fraction)
+            docs = shuffled(source.documents("calibration"), seed=config.seed + 7919)
+            probes[cap] += list(windows(docs, tokenizer, config.seq_len, packing=config.packing,
+                                        fmt=config.format, limit=per_source))
+    return probes
+
+
+def _plan_sources(selector, pool: list[Candidate], config: CurateConfig, model, tokenizer):
+    """COLA stage 1: features of pool and probes in one space; the selector plans source shares."""
+    import numpy as np
+
+    from colakit.coverage import target_weights
+    from colakit.features import extract_features
+
+    weights = target_weights(config.target, config.weights)
+    probes = build_probes(config, tokenizer, [c for c, w in weights.items() if w > 0])
+    flat = [p for cap in probes for p in probes[cap]]
+    feats = extract_features(pool + flat, config.model, model=model, tokenizer=tokenizer, config=config.features)
+    bounds = np.cumsum([len(pool)] + [len(probes[cap]) for cap in probes])
+    probe_feats = {cap: feats[bounds[k]:bounds[k + 1]] for k, cap in enumerate(probes)}
+    selector.plan(feats[: len(pool)], [c.source for c in pool], probe_feats, weights, config.n)
+    return feats[: len(pool)]
 
 
 def _context_of(name: str, model, max_context) -> int | None:

@@ -30,19 +30,22 @@ def curate(
     pool: int = typer.Option(None, "--pool", help="Candidate windows per source (default max(8n, 256))."),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Warn instead of refusing on eval overlap."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CalibrationSet at --out."),
+    target: str = typer.Option("general", "--target", help="general, language, commonsense, math, code or multilingual."),
+    weights: str = typer.Option(None, "--weights", help="Capability weights, e.g. commonsense=1,math=2."),
     feature_layers: str = typer.Option("all", "--feature-layers", help="Layers probed: all, every:K or 0,5,9."),
     proj_dim: int = typer.Option(None, "--proj-dim", help="Random projection size (default: JL bound, eps 0.5)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:1 ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16."),
 ):
     """Curate a CalibrationSet from SOURCES with METHOD and save it to OUT."""
+    from colakit.coverage import parse_weights
     from colakit.curate import CurateConfig
     from colakit.curate import curate as run_curate
     from colakit.features import FeatureConfig
 
     config = CurateConfig(model=model, sources=_split_csv(sources), method=method, n=n, seq_len=seq_len,
                           seed=seed, format=fmt, packing=packing, pool_per_source=pool,
-                          allow_overlap=allow_overlap,
+                          allow_overlap=allow_overlap, target=target, weights=parse_weights(weights),
                           features=FeatureConfig(layers=feature_layers, proj_dim=proj_dim, device=device, dtype=dtype))
     t0 = time.time()
     with console.status(f"curating {n} x {seq_len} tokens from {sources} with {method}"):

@@ -53,14 +53,43 @@ def nearest_unique(features: np.ndarray, centroids: np.ndarray, start_m: int = 1
     return chosen, chosen_d
 
 
+def medoids(features: np.ndarray, budget: int, seed: int, n_init: int, niter: int) -> Selection:
+    """k-means with k = budget on ``features``; the distinct candidate nearest each centroid."""
+    centroids, inertia, assign = kmeans(features, budget, seed, n_init, niter)
+    chosen, dists = nearest_unique(features, centroids)
+    sizes = np.bincount(assign, minlength=budget)
+    return Selection(indices=chosen, clusters=list(range(budget)), distances=dists,
+                     scores=[float(sizes[c]) / len(features) for c in range(budget)],
+                     info={"inertia": inertia, "empty_clusters": int((sizes == 0).sum()),
+                           "cluster_sizes": sizes.tolist()})
+
+
 @register
 class ColaSelector(Selector):
+    """COLA: stage 1 source shares by weighted probe coverage (``source_selection``), stage 3 medoids."""
+
     name = "cola"
     needs_features = True
+    uses_coverage = True
 
-    def __init__(self, n_init: int = 3, niter: int = 25):
+    def __init__(self, n_init: int = 3, niter: int = 25, source_selection: bool = True):
         self.n_init = n_init
         self.niter = niter
+        self.source_selection = source_selection
+        self._shares: dict[str, int] | None = None
+        self._plan_info: dict = {}
+
+    def plan(self, features, sources: list[str], probes: dict, weights: dict[str, float], budget: int) -> None:
+        """Stage 1: each source's share of the budget from greedy weighted coverage of the probes."""
+        from colakit.coverage import greedy_coverage, proxy_scores, source_shares
+
+        if not self.source_selection:
+            return
+        chosen = greedy_coverage(features, probes, weights, budget)
+        self._shares = source_shares(chosen, sources)
+        self._plan_info = {"weights": weights, "shares": self._shares,
+                           "greedy_coverage": proxy_scores(features[chosen], probes, weights).as_dict()}
+        self._sources = sources
 
     def select(self, candidates, features, budget: int, seed: int) -> Selection:
         self.check_budget(candidates, budget)
@@ -70,10 +99,20 @@ class ColaSelector(Selector):
         if len(bad):
             raise ColakitError(f"features of {len(bad)} candidates are not finite (first: {bad[:5].tolist()})",
                                "recompute features in float32")
-        centroids, inertia, assign = kmeans(features, budget, seed, self.n_init, self.niter)
-        chosen, dists = nearest_unique(features, centroids)
-        sizes = np.bincount(assign, minlength=budget)
-        return Selection(indices=chosen, clusters=list(range(budget)), distances=dists,
-                         scores=[float(sizes[c]) / len(candidates) for c in range(budget)],
-                         info={"inertia": inertia, "empty_clusters": int((sizes == 0).sum()),
-                               "cluster_sizes": sizes.tolist()})
+        if not self._shares:
+            return medoids(features, budget, seed, self.n_init, self.niter)
+        # Stage 3 inside each selected source, k = its share; clusters numbered across sources.
+        parts = []
+        offset = 0
+        for source, share in self._shares.items():
+            members = np.array([i for i, s in enumerate(self._sources) if s == source])
+            part = medoids(features[members], share, seed, self.n_init, self.niter)
+            parts.append((members, part, offset))
+            offset += share
+        return Selection(
+            indices=[int(m[i]) for m, p, _ in parts for i in p.indices],
+            clusters=[o + c for _, p, o in parts for c in p.clusters],
+            distances=[d for _, p, _ in parts for d in p.distances],
+            scores=[s for _, p, _ in parts for s in p.scores],
+            info={**self._plan_info, "inertia": sum(p.info["inertia"] for _, p, _ in parts),
+                  "empty_clusters": sum(p.info["empty_clusters"] for _, p, _ in parts)})
