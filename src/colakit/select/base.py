@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from colakit.errors import ColakitError
+
+if TYPE_CHECKING:
+    from colakit.process import Candidate
 
 
 @dataclass
@@ -17,6 +20,8 @@ class Selection:
     clusters: list[int] | None = None
     distances: list[float] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # generating methods return new candidates; ``indices`` then refer to this list, not the pool
+    generated: list[Candidate] | None = None
 
 
 class Selector:
@@ -24,10 +29,23 @@ class Selector:
 
     name: ClassVar[str] = ""
     needs_features: ClassVar[bool] = False
+    needs_model: ClassVar[bool] = False  # curate() loads the model once and calls ``bind`` before ``select``
+    needs_pool: ClassVar[bool] = True  # False: the method makes its own text (no sources read, no pool budget)
 
     def params(self) -> dict[str, Any]:
         """Parameters recorded in the CalibrationSet manifest."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def bind(self, model, tokenizer, config) -> None:
+        """Give a model-based method the model, its tokenizer and the CurateConfig (seq_len, ...)."""
+        self._model, self._tokenizer, self._config = model, tokenizer, config
+
+    def bound(self):
+        """(model, tokenizer, config) from ``bind``, or a clear error when it was never called."""
+        if getattr(self, "_model", None) is None:
+            raise ColakitError(f"method {self.name!r} needs a model and none was bound",
+                               "call selector.bind(model, tokenizer, config) before select(), or use curate()")
+        return self._model, self._tokenizer, self._config
 
     def select(self, candidates: Sequence, features, budget: int, seed: int) -> Selection:
         raise NotImplementedError
