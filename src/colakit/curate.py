@@ -100,6 +100,7 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
     selector = get_selector(config.method, **config.method_params)
     if out is not None and Path(out).exists() and not overwrite:
         raise ColakitError(f"output directory {out} already exists", "choose another --out or delete it")
+    config.validate(None)  # cheap checks before anything is loaded
     tokenizer = tokenizer or load_tokenizer(config.model)
     config.validate(_context_of(config.model, model, max_context))
     pool, provenance = build_pool(config, tokenizer) if selector.needs_pool else ([], [])

@@ -33,21 +33,9 @@ def main() -> None:
     import colakit.cli  # noqa: F401  (registers every command module)
 
     try:
-        app(standalone_mode=False)
+        app()  # standalone: click prints usage errors itself (exit 2); our errors come through here
     except ColakitError as err:
         if os.environ.get("COLAKIT_TRACEBACK"):
             raise
         console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Abort:
-        console.print("aborted")
-        sys.exit(130)
-    except Exception as err:  # click usage errors and friends
-        import click
-
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise

