@@ -1,6 +1,7 @@
 """``cola``: COLA stage 3, activation-space k-means with one medoid per cluster.
 
-k = the sample budget. faiss k-means (``n_init`` seeded restarts, the lowest inertia kept) on the
+k = the sample budget. k-means++ seeding and faiss Lloyd iterations (``n_init`` seeded restarts,
+the lowest inertia kept) on the
 projected activation features; then every centroid takes its nearest candidate that no other
 centroid has taken yet, centroids with the closest match choosing first. So the result always
 has exactly ``budget`` distinct candidates, also when k-means leaves a cluster empty or two
@@ -15,16 +16,48 @@ from colakit.errors import ColakitError
 from colakit.select.base import Selection, Selector, register
 
 
-def kmeans(features: np.ndarray, k: int, seed: int, n_init: int = 3, niter: int = 25):
-    """faiss k-means: (centroids [k, d], inertia, assignment of each point)."""
+def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, trials: int | None = None) -> np.ndarray:
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; ``2 + ln k`` trials per step, as scikit-learn)."""
+    trials = trials or 2 + int(np.log(k))
+    n = len(x)
+    sq = (x * x).sum(1)
+    centers = [int(rng.integers(n))]
+    closest = np.maximum(sq + sq[centers[0]] - 2 * x @ x[centers[0]], 0)
+    for _ in range(1, k):
+        total = closest.sum()
+        if total <= 0:  # fewer distinct points than k: the rest are duplicates
+            picks = rng.choice(n, size=trials)
+        else:
+            picks = np.searchsorted(np.cumsum(closest), rng.random(trials) * total).clip(max=n - 1)
+        d = np.maximum(sq[None, :] + sq[picks, None] - 2 * x[picks] @ x.T, 0)  # [trials, n]
+        new = np.minimum(closest[None, :], d)
+        best = int(np.argmin(new.sum(1)))
+        centers.append(int(picks[best]))
+        closest = new[best]
+    return x[centers].copy()
+
+
+def kmeans(features: np.ndarray, k: int, seed: int, n_init: int = 3, niter: int = 50):
+    """k-means: (centroids [k, d], inertia, assignment of each point); best of ``n_init`` restarts.
+
+    Each restart seeds with k-means++ and runs faiss's Lloyd iterations (multi-threaded, no
+    convergence test: ``niter`` rounds); the lowest inertia wins. Deterministic given ``seed``.
+    """
     import faiss
 
     x = np.ascontiguousarray(features, dtype=np.float32)
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=n_init, seed=seed, verbose=False,
-                      min_points_per_centroid=1, max_points_per_centroid=1 << 30)
-    km.train(x)
-    dist, assign = km.index.search(x, 1)
-    return km.centroids, float(dist.sum()), assign[:, 0]
+    rng = np.random.default_rng(seed)
+    best = None
+    for _ in range(n_init):
+        init = kmeans_plus_plus(x, k, rng)
+        km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=int(rng.integers(1 << 31)), verbose=False,
+                          min_points_per_centroid=1, max_points_per_centroid=1 << 30)
+        km.train(x, init_centroids=init)
+        dist, assign = km.index.search(x, 1)
+        inertia = float(dist.sum())
+        if best is None or inertia < best[1]:
+            best = (km.centroids.copy(), inertia, assign[:, 0].copy())
+    return best
 
 
 def nearest_unique(features: np.ndarray, centroids: np.ndarray, start_m: int = 16):
@@ -72,7 +105,7 @@ class ColaSelector(Selector):
     needs_features = True
     uses_coverage = True
 
-    def __init__(self, n_init: int = 3, niter: int = 25, source_selection: bool = True):
+    def __init__(self, n_init: int = 3, niter: int = 50, source_selection: bool = True):
         self.n_init = n_init
         self.niter = niter
         self.source_selection = source_selection
