@@ -76,3 +76,51 @@ def test_layer_specs():
         FeatureConfig(layers="12").layer_indices(10)
     with pytest.raises(ColakitError):
         FeatureConfig(layers="x").layer_indices(10)
+
+
+KILL_SCRIPT = r"""
+import sys, time
+sys.path.insert(0, sys.argv[3])
+import numpy as np
+import colakit.features as F
+from colakit.process import Candidate
+from tiny_models import tiny_model, tiny_tokenizer
+rng = np.random.default_rng(0)
+pool = [Candidate(rng.integers(3, 250, size=16).tolist(), "", "t", str(i)) for i in range(int(sys.argv[2]))]
+real = F._shard_features
+def slow(*a, **k):  # leave time to be killed between shards
+    out = real(*a, **k)
+    time.sleep(float(sys.argv[4]))
+    return out
+F._shard_features = slow
+feats = F.extract_features(pool, "tiny", model=tiny_model("llama"), tokenizer=tiny_tokenizer(),
+                           config=F.FeatureConfig(shard_size=8, batch_size=4, proj_dim=16),
+                           store_dir=sys.argv[1], progress=False)
+np.save(sys.argv[1] + ".result.npy", feats)
+"""
+
+
+def test_sigkill_mid_run_resumes_to_identical_result(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "extract.py"
+    script.write_text(KILL_SCRIPT)
+    tests_dir = str(Path(__file__).parent)
+    ref = subprocess.run([sys.executable, str(script), str(tmp_path / "ref"), "40", tests_dir, "0"], check=True)
+    assert ref.returncode == 0
+    store = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), str(store), "40", tests_dir, "1.5"])
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(store.glob("shard-*.npy"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.name for p in store.glob("shard-*.npy"))
+    assert 2 <= len(done) < 5, done  # killed part-way: some shards finished, not all
+    assert not (tmp_path / "killed.result.npy").exists()
+    subprocess.run([sys.executable, str(script), str(store), "40", tests_dir, "0"], check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "ref.result.npy"), np.load(tmp_path / "killed.result.npy"))
