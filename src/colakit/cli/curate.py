@@ -77,3 +77,33 @@ def inspect(
     console.print(table)
     example = calib.samples[0].text[:300].replace("\n", " ")
     console.print(f"[dim]first sample:[/] {example}...", highlight=False)
+
+
+@app.command()
+def score(
+    path: Path = typer.Argument(..., help="A CalibrationSet directory."),
+    model: str = typer.Option(None, "--model", "-m", help="Model whose activations define the space (default: the set's)."),
+    target: str = typer.Option("general", "--target", help="general, language, commonsense, math, code or multilingual."),
+    weights: str = typer.Option(None, "--weights", help="Capability weights, e.g. math=2,code=1."),
+    probes: int = typer.Option(16, "--probes", help="Probe windows per capability."),
+    feature_layers: str = typer.Option("all", "--feature-layers", help="Layers probed: all, every:K or 0,5,9."),
+    device: str = typer.Option("auto", "--device"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Representativeness, diversity and proxy score of a CalibrationSet, without compressing anything."""
+    from colakit.coverage import parse_weights
+    from colakit.features import FeatureConfig
+    from colakit.score import score_set
+
+    with console.status("scoring in activation space"):
+        result = score_set(path, model=model, target=target, weights=parse_weights(weights),
+                           probes_per_capability=probes, features=FeatureConfig(layers=feature_layers, device=device))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{path} ({target})", show_header=False)
+    for key in ("representativeness", "diversity", "proxy"):
+        table.add_row(key, f"{result[key]:.4f}")
+    for cap, value in result["coverage"].items():
+        table.add_row(f"coverage[{cap}] (w={result['weights'][cap]:g})", f"{value:.4f}")
+    console.print(table)

@@ -1,0 +1,40 @@
+"""``colakit compress``: compress a model with a CalibrationSet (built-in engine or llm-compressor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from colakit.cli.app import app, console
+
+
+@app.command("compress")
+def compress_command(
+    calib: Path = typer.Option(None, "--calib", help="CalibrationSet directory (magnitude and rtn need none)."),
+    method: str = typer.Option(..., "--method", help="sparsegpt, wanda, gptq, awq, or the baselines magnitude, rtn."),
+    out: Path = typer.Option(..., "--out", help="New output directory (an existing one is refused)."),
+    model: str = typer.Option("smollm2-135m", "--model", help="Built-in model id or Hugging Face model directory."),
+    sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of weights to remove (unstructured pruning)."),
+    pattern: str = typer.Option("unstructured", "--pattern", help="unstructured, or N:M (keep N of every M, e.g. 2:4)."),
+    bits: int = typer.Option(None, "--bits", help="Quantization bits 2-8 (gptq/awq/rtn: default 4; sparsegpt: joint)."),
+    group_size: int = typer.Option(128, "--group-size", help="Quantization group size (-1: one group per row)."),
+    sym: bool = typer.Option(False, "--sym/--asym", help="Symmetric grid, or asymmetric with a zero point."),
+    act_order: bool = typer.Option(False, "--act-order", help="GPTQ: visit columns by decreasing activation."),
+    damp: float = typer.Option(0.01, "--damp", help="GPTQ/SparseGPT dampening (fraction of the mean Hessian diagonal)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Calibration samples per forward (bounds memory)."),
+    awq_clip: bool = typer.Option(True, "--awq-clip/--no-awq-clip", help="AWQ: search weight clipping ranges."),
+    backend: str = typer.Option("builtin", "--backend", help="builtin, or llmcompressor (pip install llmcompressor)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (float32 on CPU), float32, bfloat16, float16."),
+):
+    """Prune or quantize MODEL, calibrated by the CalibrationSet at --calib; write a model directory + compression.json."""
+    from colakit.compress import CompressionConfig, compress_to_dir
+
+    config = CompressionConfig(method=method, sparsity=sparsity, pattern=pattern, bits=bits, group_size=group_size,
+                               sym=sym, act_order=act_order, damp=damp, batch_size=batch_size, awq_clip=awq_clip)
+    with console.status(f"compressing {model} with {method} ({backend})"):
+        result = compress_to_dir(model, calib, out, config, device=device, dtype=dtype, backend=backend)
+    sparsity_note = f", sparsity {result['sparsity']:.3f}" if result.get("sparsity") else ""
+    console.print(f"{method}: {out} ({result['wall_time_s']:.1f}s{sparsity_note})")
+    print(out)

@@ -1,0 +1,17 @@
+"""Post-training compression of decoder LLMs, calibrated by a CalibrationSet.
+
+Built-in methods run block by block on CPU or CUDA (``engine``): SparseGPT (optionally with joint
+quantization), Wanda, GPTQ, AWQ, and the data-free baselines magnitude pruning and round-to-
+nearest. ``llmcompressor_backend`` hands the same data to llm-compressor for packed checkpoints.
+
+    from colakit.compress import CompressionConfig, compress
+    report = compress(model, input_ids, attention_mask, CompressionConfig("gptq", bits=4, group_size=64))
+"""
+
+from colakit.compress.config import METHODS, CompressionConfig, suggest_group_size
+from colakit.compress.engine import CompressionReport, compress
+from colakit.compress.hessian import NumericalWarning
+from colakit.compress.output import compress_to_dir, save_compressed
+
+__all__ = ["METHODS", "CompressionConfig", "CompressionReport", "NumericalWarning", "compress",
+           "compress_to_dir", "save_compressed", "suggest_group_size"]

@@ -1,0 +1,214 @@
+"""The sequential block-by-block engine behind every built-in method.
+
+1. Validate the config against the model (nothing is touched before this passes).
+2. Capture what block 0 receives for each calibration batch (``runtime.capture_inputs``).
+3. For each block: run it on every batch with hooks that feed each linear's non-padded inputs to
+   its solver (Hessian for GPTQ/SparseGPT, input norms for Wanda); solve each linear and write the
+   weight back; run the compressed block again, whose outputs are the next block's inputs. Memory
+   holds one block's activations for the calibration set, never the whole model's.
+
+A failure part-way restores every block already changed (``keep_backup``), so the caller's model
+is either fully compressed or untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from colakit.compress import awq, runtime
+from colakit.compress.baselines import magnitude_prune, rtn
+from colakit.compress.config import NEEDS_DATA, CompressionConfig
+from colakit.compress.gptq import GPTQ
+from colakit.compress.hessian import NumericalWarning, relative_error
+from colakit.compress.sparsegpt import SparseGPT
+from colakit.compress.wanda import Wanda
+from colakit.errors import ColakitError
+from colakit.layers import block_linears, find_decoder, set_weight_matrix, weight_matrix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompressionReport:
+    """What a run did, per block and per linear; ``to_dict`` is what compression.json stores."""
+
+    method: str
+    config: dict
+    model_class: str
+    layers_path: str
+    blocks: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    calibration: dict = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+    @property
+    def linears(self) -> dict[str, dict]:
+        return {f"{self.layers_path}.{b['index']}.{n}": rec for b in self.blocks for n, rec in b["linears"].items()}
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of zero weights over every compressed linear."""
+        recs = self.linears.values()
+        total = sum(r["numel"] for r in recs)
+        return sum(r["sparsity"] * r["numel"] for r in recs) / total if total else 0.0
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "config": self.config, "model_class": self.model_class,
+                "layers_path": self.layers_path, "calibration": self.calibration,
+                "wall_time_s": round(self.wall_time_s, 3), "sparsity": self.sparsity,
+                "notes": self.notes, "blocks": self.blocks}
+
+
+class _Backup:
+    """CPU copies of each block's parameters taken before the block is changed."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.saved: list[tuple[nn.Module, dict]] = []
+
+    def save(self, block: nn.Module) -> None:
+        if self.enabled:
+            self.saved.append((block, {k: v.detach().to("cpu", copy=True) for k, v in block.state_dict().items()}))
+
+    def restore(self) -> None:
+        for block, state in self.saved:
+            block.load_state_dict(state)
+        self.saved.clear()
+
+
+def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_attention_mask: torch.Tensor | None,
+             config: CompressionConfig) -> CompressionReport:
+    """Compress the decoder linears of ``model`` in place; return what was done.
+
+    ``calib_input_ids``/``calib_attention_mask`` are ``[samples, length]`` (right-padded, as
+    ``CalibrationSet.to_tensors`` gives); magnitude and RTN need no data (pass ``None``).
+    """
+    config.validate_for(model)
+    layout = find_decoder(model)
+    has_data = calib_input_ids is not None
+    if config.method in NEEDS_DATA and not has_data:
+        raise ColakitError(f"{config.method} needs calibration data", "pass calibration input ids (a CalibrationSet)")
+    if has_data:
+        calib_attention_mask = runtime.validate_calibration(
+            calib_input_ids, calib_attention_mask, getattr(model.config, "vocab_size", None))
+    report = CompressionReport(method=config.method, config=config.to_dict(), model_class=type(model).__name__,
+                               layers_path=layout.layers_path)
+    started = time.perf_counter()
+    backup = _Backup(config.keep_backup)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NumericalWarning)
+            batches = (runtime.capture_inputs(model, layout.layers, calib_input_ids, calib_attention_mask,
+                                              config.batch_size) if has_data else None)
+            if batches:
+                report.calibration.update(samples=int(calib_input_ids.shape[0]),
+                                          tokens=sum(b.tokens for b in batches))
+            for index, block in enumerate(layout.layers):
+                backup.save(block)
+                record = _compress_block(block, index, batches, config, report.notes)
+                report.blocks.append(record)
+                log.info("block %d/%d done (%.1fs)", index + 1, layout.num_layers, time.perf_counter() - started)
+        for w in caught:  # re-raise the numerical warnings to the caller, and keep them in the report
+            report.notes.append(str(w.message))
+            warnings.warn(w.message, w.category, stacklevel=2)
+    except BaseException:
+        backup.restore()
+        raise
+    finally:
+        model.train(was_training)
+    report.wall_time_s = time.perf_counter() - started
+    return report
+
+
+def _compress_block(block: nn.Module, index: int, batches: list[runtime.Batch] | None,
+                    config: CompressionConfig, notes: list[str]) -> dict:
+    linears = block_linears(block)
+    dense_out = None
+    if config.method == "awq":
+        errors, dense_out = awq.awq_block(block, index, batches, config, notes)
+    elif config.method in ("gptq", "sparsegpt", "wanda"):
+        errors, dense_out = _solve_with_stats(block, index, linears, batches, config)
+    else:
+        if batches:
+            dense_out = [runtime.run_block(block, index, b) for b in batches]
+        errors = {}
+        for name, lin in linears.items():
+            w = weight_matrix(lin).detach()
+            new = magnitude_prune(w, config.sparsity, config.nm) if config.method == "magnitude" else w.float()
+            if config.bits:
+                new = rtn(new, config.bits, config.group_size, config.sym)
+            _write(lin, new, f"block {index} {name}")
+    record = {"index": index, "linears": {}}
+    for name, lin in linears.items():
+        w = weight_matrix(lin)
+        record["linears"][name] = {"shape": list(w.shape), "numel": w.numel(),
+                                   "sparsity": float((w == 0).sum()) / w.numel(), **errors.get(name, {})}
+    if batches:
+        record["rel_error"] = _advance(block, index, batches, dense_out)
+    return record
+
+
+def _make_solver(config: CompressionConfig, lin: nn.Module):
+    cls = {"gptq": GPTQ, "sparsegpt": SparseGPT, "wanda": Wanda}[config.method]
+    return cls(weight_matrix(lin).shape[1], weight_matrix(lin).device)
+
+
+def _solve(solver, w: torch.Tensor, config: CompressionConfig, what: str) -> tuple[torch.Tensor, dict]:
+    if config.method == "gptq":
+        return solver.solve(w, config.bits, config.group_size, config.sym, config.act_order, config.damp,
+                            config.block_size, what)
+    if config.method == "sparsegpt":
+        return solver.solve(w, config.sparsity, config.nm, config.bits, config.group_size, config.sym,
+                            config.damp, config.block_size, what)
+    new, info = solver.solve(w, config.sparsity, config.nm)
+    if config.bits:
+        new = rtn(new, config.bits, config.group_size, config.sym)
+    return new, info
+
+
+def _solve_with_stats(block, index, linears, batches, config) -> tuple[dict, list[torch.Tensor]]:
+    """One pass to accumulate statistics (and keep the block's outputs), then solve every linear."""
+    solvers = {name: _make_solver(config, lin) for name, lin in linears.items()}
+    state = runtime.MaskState()
+    dense_out = []
+    with runtime.input_hooks(linears, state, lambda name, x: solvers[name].add_batch(x)):
+        for b in batches:
+            state.mask = b.mask
+            dense_out.append(runtime.run_block(block, index, b))
+    errors = {}
+    for name, lin in linears.items():
+        what = f"block {index} {name}"
+        w = weight_matrix(lin).detach().float()
+        new, info = _solve(solvers[name], w, config, what)
+        _write(lin, new, what)
+        if hasattr(solvers[name], "hessian"):
+            info["rel_error"] = relative_error(w, new, solvers[name].hessian)
+        errors[name] = info
+        solvers[name] = None  # free the Hessian before the next one is factorised
+    return errors, dense_out
+
+
+def _write(lin: nn.Module, new: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(new).all():
+        raise ColakitError(f"{what}: the solver produced non-finite weights",
+                           "use more calibration data or a larger --damp; please report this case")
+    set_weight_matrix(lin, new)
+
+
+def _advance(block, index, batches, dense_out) -> float | None:
+    """Run the compressed block: its outputs become the next inputs; return its relative output error."""
+    err = ref = 0.0
+    for b, dense in zip(batches, dense_out):
+        out = runtime.run_block(block, index, b)
+        e, r = runtime.masked_sq_error(out, dense, b.mask)
+        err, ref = err + e, ref + r
+        b.hidden = out
+    return err / ref if ref > 0 else None

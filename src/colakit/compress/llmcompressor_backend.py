@@ -1,0 +1,124 @@
+"""The llm-compressor backend: the same CalibrationSet and settings, a packed compressed-tensors checkpoint.
+
+``oneshot(model, recipe, dataset)`` with the recipe equivalent to a ``CompressionConfig``:
+SparseGPTModifier / WandaPruningModifier (llm-compressor's ``mask_structure`` "N:M" counts the
+*pruned* weights, ours the kept ones: 2:4 is the same either way), GPTQModifier with a group
+scheme (``actorder`` "weight" keeps groups contiguous, like the built-in act-order). SparseGPT with
+``bits`` becomes SparseGPT followed by GPTQ. llm-compressor is an optional extra, imported only here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from colakit.cache import atomic_dir
+from colakit.compress.config import CompressionConfig
+from colakit.errors import ColakitError
+
+INSTALL = "pip install 'colakit[llmcompressor]' (llmcompressor==0.14.0.1)"
+
+
+def _import_llmcompressor():
+    try:
+        import llmcompressor  # noqa: F401
+    except ImportError as err:
+        raise ColakitError("the llm-compressor backend needs the llmcompressor package, which is not installed",
+                           f"{INSTALL}, or use --backend builtin") from err
+    return llmcompressor
+
+
+def _weight_scheme(config: CompressionConfig) -> dict:
+    return {"num_bits": config.bits, "type": "int", "symmetric": config.sym,
+            "strategy": "channel" if config.group_size == -1 else "group",
+            "group_size": None if config.group_size == -1 else config.group_size}
+
+
+def build_recipe(config: CompressionConfig) -> list:
+    """llm-compressor modifiers equivalent to ``config`` (decoder linears only, never the LM head)."""
+    config.validate()
+    method = config.method
+    if method == "awq" and not torch.cuda.is_available():
+        raise ColakitError("llm-compressor's AWQ needs an accelerator (it pins memory), and none is available",
+                           "use --backend builtin, which runs AWQ on CPU")
+    if method in ("magnitude", "rtn"):
+        raise ColakitError(f"the {method} baseline has no llm-compressor recipe here", "use --backend builtin")
+    _import_llmcompressor()
+    ignore = ["lm_head", "re:.*lm_head"]
+    mask = "0:0"
+    if config.nm:
+        n, m = config.nm
+        mask = f"{m - n}:{m}"
+    modifiers = []
+    if method == "sparsegpt":
+        from llmcompressor.modifiers.pruning import SparseGPTModifier
+
+        modifiers.append(SparseGPTModifier(sparsity=config.target_sparsity, mask_structure=mask,
+                                           block_size=config.block_size, dampening_frac=config.damp,
+                                           targets=["Linear"], ignore=ignore))
+    elif method == "wanda":
+        from llmcompressor.modifiers.pruning import WandaPruningModifier
+
+        modifiers.append(WandaPruningModifier(sparsity=config.target_sparsity, mask_structure=mask,
+                                              targets=["Linear"], ignore=ignore))
+    elif method == "awq":
+        from llmcompressor.modifiers.awq import AWQModifier
+
+        modifiers.append(AWQModifier(ignore=ignore, config_groups={
+            "group_0": {"targets": ["Linear"], "weights": _weight_scheme(config)}}))
+    if method == "gptq" or (method == "sparsegpt" and config.bits):
+        from llmcompressor.modifiers.quantization import GPTQModifier
+
+        modifiers.append(GPTQModifier(
+            ignore=ignore, block_size=config.block_size, dampening_frac=config.damp,
+            actorder="weight" if config.act_order else None,
+            config_groups={"group_0": {"targets": ["Linear"], "weights": _weight_scheme(config)}}))
+    return modifiers
+
+
+def _sparsity(model) -> dict:
+    from colakit.layers import find_decoder, weight_matrix
+
+    layout = find_decoder(model)
+    out = {}
+    for i in range(layout.num_layers):
+        for name, lin in layout.linears(i).items():
+            w = weight_matrix(lin)
+            out[f"{layout.layers_path}.{i}.{name}"] = {"numel": w.numel(), "sparsity": float((w == 0).sum()) / w.numel()}
+    return out
+
+
+def compress_with_llmcompressor(model_name: str, cs, out_dir: str | Path, config: CompressionConfig,
+                                device: str = "auto", dtype: str = "auto", meta: dict | None = None) -> dict:
+    """Run ``oneshot`` on the CalibrationSet ``cs`` and save a compressed-tensors checkpoint to ``out_dir``."""
+    from colakit.compress.output import REPORT_FILE, refuse_existing
+    from colakit.models import load_model, load_tokenizer
+
+    out = refuse_existing(out_dir)
+    recipe = build_recipe(config)
+    if cs is None:
+        raise ColakitError(f"{config.method} needs calibration data", "pass --calib DIR (a CalibrationSet)")
+    from llmcompressor import oneshot
+
+    model = load_model(model_name, device=device, dtype=dtype)
+    tokenizer = load_tokenizer(model_name)
+    config.validate_for(model)
+    longest = max(len(s.input_ids) for s in cs.samples)
+    started = time.perf_counter()
+    oneshot(model=model, recipe=recipe, dataset=cs.to_dataset(), num_calibration_samples=len(cs),
+            max_seq_length=longest, shuffle_calibration_samples=False, tokenizer=tokenizer)
+    wall = time.perf_counter() - started
+    linears = _sparsity(model)
+    total = sum(r["numel"] for r in linears.values())
+    report = {**(meta or {}), "method": config.method, "config": config.to_dict(), "backend": "llmcompressor",
+              "recipe": [f"{type(m).__name__}({m.model_dump(exclude_unset=True)})" for m in recipe],
+              "wall_time_s": round(wall, 3), "model_class": type(model).__name__,
+              "sparsity": sum(r["sparsity"] * r["numel"] for r in linears.values()) / total, "linears": linears}
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, save_compressed=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report

@@ -1,0 +1,103 @@
+"""Writing a compressed model: a Hugging Face directory plus ``compression.json``.
+
+Quantized weights are stored dequantized ("fake-quant", the model's own dtype), so the directory
+reloads with ``AutoModelForCausalLM.from_pretrained`` and evaluates like any other; a packed
+deployable checkpoint comes from the llm-compressor backend. The directory is written beside its
+final place and renamed in one step: an interrupted run never leaves a directory that looks done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from colakit import __version__
+from colakit.cache import atomic_dir
+from colakit.compress.config import NEEDS_DATA, CompressionConfig
+from colakit.compress.engine import CompressionReport, compress
+from colakit.errors import ColakitError
+
+REPORT_FILE = "compression.json"
+
+
+def refuse_existing(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    if out.exists():
+        raise ColakitError(f"output directory {out} already exists", "choose another --out or delete it first")
+    return out
+
+
+def save_compressed(model, tokenizer, out_dir: str | Path, report: dict) -> Path:
+    """Save ``model`` (+ tokenizer) and ``report`` as compression.json to a new directory."""
+    out = refuse_existing(out_dir)
+    try:
+        with atomic_dir(out) as tmp:
+            model.save_pretrained(tmp)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    except PermissionError as err:
+        raise ColakitError(f"cannot write {out}: {err.strerror}", "choose a writable --out") from err
+    return out
+
+
+def load_calibration(calib_dir: str | Path, tokenizer, model_name: str):
+    """The CalibrationSet at ``calib_dir``, checked against the model's tokenizer and context."""
+    from colakit.calibset import CalibrationSet
+
+    cs = CalibrationSet.load(calib_dir)
+    if len(cs) == 0:
+        raise ColakitError(f"CalibrationSet {calib_dir} is empty", "curate a set with at least one sample")
+    cs.check_tokenizer(tokenizer)
+    return cs
+
+
+def _check_length(cs, model) -> None:
+    from colakit.models import max_context
+
+    longest = max(len(s.input_ids) for s in cs.samples)
+    limit = max_context(model)
+    if limit is not None and longest > limit:
+        raise ColakitError(f"calibration samples have up to {longest} tokens; the model takes {limit}",
+                           f"curate the set with --seq-len {limit} or less")
+
+
+def compress_to_dir(model_name: str, calib_dir: str | Path, out_dir: str | Path, config: CompressionConfig,
+                    device: str = "auto", dtype: str = "auto", backend: str = "builtin") -> dict:
+    """Load ``model_name``, compress it with the CalibrationSet at ``calib_dir``, write ``out_dir``.
+
+    Returns the compression.json content. Nothing is written unless the whole run succeeds.
+    """
+    from colakit.models import load_model, load_tokenizer
+
+    refuse_existing(out_dir)
+    config.validate()
+    if backend not in ("builtin", "llmcompressor"):
+        raise ColakitError(f"unknown backend {backend!r}", "use --backend builtin or llmcompressor")
+    tokenizer = load_tokenizer(model_name)
+    if calib_dir is None and config.method in NEEDS_DATA:
+        raise ColakitError(f"{config.method} needs calibration data", "pass --calib DIR (a CalibrationSet)")
+    cs = load_calibration(calib_dir, tokenizer, model_name) if calib_dir is not None else None
+    calibration = ({"path": str(calib_dir), "content_hash": cs.content_hash, "manifest": cs.manifest}
+                   if cs is not None else {})
+    meta = {"colakit_version": __version__, "model": str(model_name), "backend": backend,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if backend == "llmcompressor":
+        from colakit.compress.llmcompressor_backend import compress_with_llmcompressor
+
+        return compress_with_llmcompressor(model_name, cs, out_dir, config, device, dtype,
+                                           meta | {"calibration": calibration})
+    model = load_model(model_name, device=device, dtype=dtype)
+    config = dataclasses.replace(config, keep_backup=False)  # a fresh model: nothing to restore on failure
+    config.validate_for(model)
+    ids = mask = None
+    if cs is not None:
+        _check_length(cs, model)
+        ids, mask = cs.to_tensors(tokenizer.pad_token_id)
+    report: CompressionReport = compress(model, ids, mask, config)
+    result = meta | report.to_dict()
+    result["calibration"] = {**report.calibration, **calibration}
+    save_compressed(model, tokenizer, out_dir, result)
+    return result

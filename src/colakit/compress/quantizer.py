@@ -1,0 +1,61 @@
+"""Group-wise uniform quantization: scales, zero points, round-to-nearest (fake-quant).
+
+A group is ``group_size`` consecutive input columns of one output row (``-1``: the whole row).
+For ``bits`` b the integer grid is ``0 .. 2^b - 1``.
+
+- asymmetric: ``scale = (max - min) / (2^b - 1)``, ``zero = round(-min / scale)``
+- symmetric:  ``scale = 2 * absmax / (2^b - 1)``, ``zero = 2^(b-1)`` (the compressed-tensors grid
+  ``[-2^(b-1), 2^(b-1) - 1]`` shifted to unsigned)
+
+``min`` and ``max`` are widened to include 0, so a pruned (zero) weight stays exactly zero after
+quantization (SparseGPT joint quantization relies on this), and an all-zero group gets a unit
+range instead of a zero scale. ``dequant(w) = scale * (clamp(round(w / scale) + zero, 0, maxq) - zero)``
+has at most ``2^b`` distinct values per group.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def max_q(bits: int) -> int:
+    return 2**bits - 1
+
+
+def find_params(w: torch.Tensor, bits: int, sym: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point per row of ``w`` (``[..., n]`` -> two ``[..., 1]`` tensors)."""
+    maxq = max_q(bits)
+    zeros = torch.zeros_like(w[..., :1])
+    wmin = torch.minimum(w.amin(dim=-1, keepdim=True), zeros)
+    wmax = torch.maximum(w.amax(dim=-1, keepdim=True), zeros)
+    if sym:
+        wmax = torch.maximum(wmin.abs(), wmax)
+        wmin = -wmax
+    empty = (wmin == 0) & (wmax == 0)
+    wmin = torch.where(empty, -torch.ones_like(wmin), wmin)
+    wmax = torch.where(empty, torch.ones_like(wmax), wmax)
+    scale = (wmax - wmin) / maxq
+    if sym:
+        zero = torch.full_like(scale, (maxq + 1) / 2)
+    else:
+        zero = torch.round(-wmin / scale)
+    return scale, zero
+
+
+def quantize(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round ``w`` to the grid given by ``scale``/``zero`` and return the dequantized values."""
+    q = torch.clamp(torch.round(w / scale) + zero, 0, max_q(bits))
+    return scale * (q - zero)
+
+
+def _grouped(w: torch.Tensor, group_size: int) -> torch.Tensor:
+    rows, cols = w.shape
+    gs = cols if group_size in (-1, None) else group_size
+    return w.reshape(rows, cols // gs, gs)
+
+
+def quantize_groups(w: torch.Tensor, bits: int, group_size: int, sym: bool) -> torch.Tensor:
+    """Round-to-nearest fake quantization of an ``[out, in]`` matrix, group-wise along ``in``."""
+    g = _grouped(w.float(), group_size)
+    scale, zero = find_params(g, bits, sym)
+    return quantize(g, scale, zero, bits).reshape(w.shape)

@@ -1,0 +1,43 @@
+"""Wanda (Sun et al., 2023, arXiv 2306.11695): prune by weight magnitude times input norm.
+
+The score of ``w_ij`` is ``|w_ij| * ||X_j||_2`` (``X_j``: input feature ``j`` over all calibration
+tokens). Weights compete within their output row: each row loses its ``sparsity * in`` lowest
+scores (unstructured), or the M-N lowest of every M consecutive inputs (N:M). No weight update.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def prune_mask_rows(scores: torch.Tensor, sparsity: float, nm: tuple[int, int] | None) -> torch.Tensor:
+    """True where a weight is removed: per output row (unstructured) or per M-group (N:M)."""
+    rows, cols = scores.shape
+    if nm:
+        n, m = nm
+        grouped = scores.reshape(rows, cols // m, m)
+        drop = torch.topk(grouped, m - n, dim=-1, largest=False).indices
+        return torch.zeros_like(grouped, dtype=torch.bool).scatter_(-1, drop, True).reshape(rows, cols)
+    k = int(cols * sparsity)
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    if k:
+        mask.scatter_(1, torch.topk(scores, k, dim=1, largest=False).indices, True)
+    return mask
+
+
+class Wanda:
+    """Accumulate squared input norms per feature with ``add_batch``; ``solve`` returns the pruned weight."""
+
+    def __init__(self, columns: int, device: torch.device):
+        self.sq_norm = torch.zeros(columns, dtype=torch.float32, device=device)
+        self.count = 0
+
+    def add_batch(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        self.sq_norm += (x * x).sum(dim=0)
+        self.count += x.shape[0]
+
+    def solve(self, w: torch.Tensor, sparsity: float, nm: tuple[int, int] | None = None) -> tuple[torch.Tensor, dict]:
+        w = w.float()
+        scores = w.abs() * self.sq_norm.sqrt().unsqueeze(0)
+        return w.masked_fill(prune_mask_rows(scores, sparsity, nm), 0), {}

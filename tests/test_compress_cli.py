@@ -1,0 +1,80 @@
+"""``colakit compress`` end to end on a tiny model directory with an offline word-level tokenizer."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from colakit.calibset import CalibrationSet
+from colakit.cli import app
+from colakit.errors import ColakitError
+from tiny_models import tiny_model
+
+
+def word_tokenizer(words=256, prefix="w"):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<unk>": 1, "<eos>": 2, **{f"{prefix}{i}": i for i in range(3, words)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>")
+
+
+@pytest.fixture
+def setup(tmp_path):
+    model_dir, calib_dir = tmp_path / "tiny", tmp_path / "calib"
+    tok = word_tokenizer()
+    tiny_model("llama").save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    g = torch.Generator().manual_seed(0)
+    seqs = [torch.randint(3, 256, (n,), generator=g).tolist() for n in (24, 24, 16, 9)]
+    CalibrationSet.from_token_ids(seqs, tokenizer=tok, model=str(model_dir)).save(calib_dir)
+    return tmp_path, model_dir, calib_dir
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["compress", *map(str, args)])
+
+
+def test_cli_writes_a_reloadable_model_and_report(setup):
+    from transformers import AutoModelForCausalLM
+
+    tmp, model_dir, calib_dir = setup
+    out = tmp / "out"
+    result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "sparsegpt", "--pattern", "2:4",
+                    "--bits", "4", "--group-size", "16", "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "compression.json").read_text())
+    assert report["method"] == "sparsegpt" and report["config"]["pattern"] == "2:4"
+    assert report["calibration"]["content_hash"] == CalibrationSet.load(calib_dir).content_hash
+    assert report["calibration"]["tokens"] == 24 + 24 + 16 + 9
+    assert len(report["blocks"]) == 2 and all("rel_error" in b for b in report["blocks"])
+    assert report["wall_time_s"] > 0
+    reloaded = AutoModelForCausalLM.from_pretrained(out)
+    w = reloaded.model.layers[1].mlp.down_proj.weight
+    assert ((w != 0).reshape(w.shape[0], -1, 4).sum(-1) <= 2).all()
+    assert (out / "tokenizer.json").exists()
+
+
+def test_cli_refuses_existing_output_and_bad_group_size(setup):
+    tmp, model_dir, calib_dir = setup
+    existing = tmp / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "wanda", "--out", existing)
+    assert isinstance(result.exception, ColakitError) and "already exists" in str(result.exception)
+    assert (existing / "keep.txt").read_text() == "mine"
+    result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "gptq", "--out", tmp / "new")
+    assert isinstance(result.exception, ColakitError) and "--group-size 64" in str(result.exception)
+    assert not (tmp / "new").exists()
+
+
+def test_cli_refuses_calibration_from_another_tokenizer(setup):
+    tmp, model_dir, _ = setup
+    other = tmp / "other-calib"
+    CalibrationSet.from_token_ids([[5, 6, 7]], tokenizer=word_tokenizer(prefix="v"), model="other").save(other)
+    result = invoke("--model", model_dir, "--calib", other, "--method", "wanda", "--out", tmp / "o")
+    assert isinstance(result.exception, ColakitError) and "tokenizer" in str(result.exception)
+    assert not (tmp / "o").exists()
