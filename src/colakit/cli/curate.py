@@ -16,6 +16,21 @@ def _split_csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _parse_params(items: list[str]) -> dict:
+    """``["n_init=5", "unit=tokens"]`` -> {"n_init": 5, "unit": "tokens"} (values read as YAML scalars)."""
+    import yaml
+
+    from colakit.errors import ColakitError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ColakitError(f"cannot read --param {item!r}", "write it as NAME=VALUE, e.g. --param n_init=5")
+        out[name.strip()] = yaml.safe_load(value)
+    return out
+
+
 @app.command()
 def curate(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory for the CalibrationSet."),
@@ -32,6 +47,7 @@ def curate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CalibrationSet at --out."),
     target: str = typer.Option("general", "--target", help="general, language, commonsense, math, code or multilingual."),
     weights: str = typer.Option(None, "--weights", help="Capability weights, e.g. commonsense=1,math=2."),
+    param: list[str] = typer.Option(None, "--param", "-p", help="Method parameter NAME=VALUE (repeatable), e.g. -p n_init=5."),
     feature_layers: str = typer.Option("all", "--feature-layers", help="Layers probed: all, every:K or 0,5,9."),
     proj_dim: int = typer.Option(None, "--proj-dim", help="Random projection size (default: JL bound, eps 0.5)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:1 ..."),
@@ -46,6 +62,7 @@ def curate(
     config = CurateConfig(model=model, sources=_split_csv(sources), method=method, n=n, seq_len=seq_len,
                           seed=seed, format=fmt, packing=packing, pool_per_source=pool,
                           allow_overlap=allow_overlap, target=target, weights=parse_weights(weights),
+                          method_params=_parse_params(param or []),
                           features=FeatureConfig(layers=feature_layers, proj_dim=proj_dim, device=device, dtype=dtype))
     t0 = time.time()
     with console.status(f"curating {n} x {seq_len} tokens from {sources} with {method}"):

@@ -8,5 +8,8 @@ baselines live side by side in ``SELECTORS`` and are compared on equal terms.
 from colakit.select.base import SELECTORS, Selection, Selector, get_selector, register
 from colakit.select import cola as _cola  # noqa: F401  (registers "cola")
 from colakit.select import random as _random  # noqa: F401  (registers "random")
+from colakit.select import mix as _mix  # noqa: F401  (registers "mix-uniform", "igsp")
+from colakit.select import selfgen as _selfgen  # noqa: F401  (registers "self-gen", "self-cal")
+from colakit.select import zipcal as _zipcal  # noqa: F401  (registers "zipcal")
 
 __all__ = ["SELECTORS", "Selection", "Selector", "get_selector", "register"]
