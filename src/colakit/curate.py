@@ -20,6 +20,26 @@ from colakit.process import FORMATS, PACKINGS, Candidate, shuffled, windows
 log = logging.getLogger(__name__)
 
 
+# COLA stage 2 defaults per compression method (paper: AWQ's per-channel scaling is the most
+# robust to length and needs fewer samples; pruning is the most length-sensitive and wants more
+# and longer sequences). Used when a budget or length is not given explicitly.
+COMPRESSION_DEFAULTS: dict[str, dict[str, int]] = {
+    "sparsegpt": {"n": 128, "seq_len": 2048},
+    "wanda": {"n": 128, "seq_len": 2048},
+    "gptq": {"n": 128, "seq_len": 2048},
+    "awq": {"n": 64, "seq_len": 512},
+}
+
+
+def defaults_for(compression: str | None) -> dict[str, int]:
+    """Budget and sequence length that suit ``compression`` (None: the general 128 x 512)."""
+    if compression is None:
+        return {"n": 128, "seq_len": 512}
+    if compression not in COMPRESSION_DEFAULTS:
+        raise ColakitError(f"unknown --compression {compression!r}", f"use one of: {', '.join(COMPRESSION_DEFAULTS)}")
+    return dict(COMPRESSION_DEFAULTS[compression])
+
+
 @dataclass
 class CurateConfig:
     """Everything that determines a CalibrationSet (recorded in its manifest)."""
@@ -41,6 +61,7 @@ class CurateConfig:
     target: str = "general"  # Stage 1: which capability to favour (general = equal weights)
     weights: dict = field(default_factory=dict)  # Stage 1: explicit capability weights, e.g. {"math": 2}
     probes_per_capability: int = 16  # Stage 1: probe windows that describe each capability
+    compression: str | None = None  # the method the set is for (recorded; sets n/seq_len defaults in the CLI)
 
     def validate(self, max_context: int | None) -> None:
         if self.n < 1:
@@ -131,6 +152,7 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
         "seq_len": config.seq_len, "format": config.format, "packing": config.packing,
         "pool_per_source": config.pool_size, "pool_size": len(pool), "sources": provenance,
         "features": asdict(config.features) if selector.needs_features else None,
+        "compression": config.compression, "target": config.target,
     }
     calib = CalibrationSet(samples, manifest)
     if out is not None:

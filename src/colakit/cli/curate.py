@@ -37,8 +37,10 @@ def curate(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Built-in id, model directory or hub id."),
     sources: str = typer.Option("c4", "--sources", "-s", help="Comma-separated sources (see `colakit sources list`)."),
     method: str = typer.Option("random", "--method", help="Curation method (selector)."),
-    n: int = typer.Option(128, "--n", help="Number of calibration samples (the budget)."),
-    seq_len: int = typer.Option(512, "--seq-len", help="Tokens per sample."),
+    n: int = typer.Option(None, "--n", help="Number of calibration samples, the budget (default 128, or per --compression)."),
+    seq_len: int = typer.Option(None, "--seq-len", help="Tokens per sample (default 512, or per --compression)."),
+    compression: str = typer.Option(None, "--compression", help="sparsegpt, wanda, gptq or awq: the method the set is "
+                                    "for; sets --n/--seq-len defaults (pruning 128 x 2048, AWQ 64 x 512)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same inputs and seed give the same set."),
     fmt: str = typer.Option("plain", "--format", help="plain, qa, qa-cot or chat."),
     packing: str = typer.Option("pack", "--packing", help="pack (concatenate + cut) or truncate (one doc each)."),
@@ -57,9 +59,13 @@ def curate(
     from colakit.coverage import parse_weights
     from colakit.curate import CurateConfig
     from colakit.curate import curate as run_curate
+    from colakit.curate import defaults_for
     from colakit.features import FeatureConfig
 
-    config = CurateConfig(model=model, sources=_split_csv(sources), method=method, n=n, seq_len=seq_len,
+    defaults = defaults_for(compression)
+    n = defaults["n"] if n is None else n
+    seq_len = defaults["seq_len"] if seq_len is None else seq_len
+    config = CurateConfig(model=model, compression=compression, sources=_split_csv(sources), method=method, n=n, seq_len=seq_len,
                           seed=seed, format=fmt, packing=packing, pool_per_source=pool,
                           allow_overlap=allow_overlap, target=target, weights=parse_weights(weights),
                           method_params=_parse_params(param or []),
