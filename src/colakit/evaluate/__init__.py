@@ -1,0 +1,41 @@
+"""Capability evaluation: perplexity, commonsense, knowledge, math, code and multilingual retention.
+
+Public API::
+
+    from colakit.evaluate import evaluate, evaluate_model, compare, EvalConfig
+    results = evaluate(model, tokenizer, "quick", limit=None, seed=0, out="results.json")
+    results = evaluate_model("smollm2-135m", "hellaswag,gsm8k", limit=50, seed=0)
+    retention = compare(compressed_results, dense_results)
+
+Tasks and suites live in ``colakit.evaluate.tasks`` (``REGISTRY``, ``SUITES``); the scoring
+engines are ``loglik.score_requests``, ``generate.generate``, ``perplexity.perplexity`` and
+``sandbox.run_program``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from colakit.evaluate.results import read_results, write_results
+from colakit.evaluate.runner import EvalConfig, capabilities, compare, evaluate, model_hash, select_items
+from colakit.evaluate.tasks import CAPABILITIES, REGISTRY, SUITES, get_task, resolve_tasks
+
+
+def evaluate_model(name: str | Path | None, tasks: str | list[str] = "quick", *, limit: int | None = None,
+                   seed: int = 0, device: str = "auto", dtype: str = "auto", out: str | Path | None = None,
+                   allow_overlap: bool = False, config: EvalConfig | None = None, on_task=None) -> dict:
+    """Load a model (built-in id, directory or hub id) and ``evaluate`` it."""
+    from colakit.models import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
+
+    name = str(name or DEFAULT_MODEL)
+    resolve_tasks(tasks, limit)  # bad task names or limits fail before the model loads
+    where = resolve_model(name)
+    model_dir = where if Path(where).is_dir() else None
+    tokenizer = load_tokenizer(name)
+    model = load_model(name, device=device, dtype=dtype)
+    return evaluate(model, tokenizer, tasks, limit=limit, seed=seed, config=config, out=out, model_name=name,
+                    model_dir=model_dir, allow_overlap=allow_overlap, on_task=on_task)
+
+
+__all__ = ["evaluate", "evaluate_model", "compare", "EvalConfig", "capabilities", "model_hash", "select_items",
+           "read_results", "write_results", "REGISTRY", "SUITES", "CAPABILITIES", "get_task", "resolve_tasks"]

@@ -1,0 +1,104 @@
+"""Task rendering (lm-eval formats), answer extraction, suites, statistics and the code sandbox."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from colakit.errors import ColakitError
+from colakit.evaluate.sandbox import SandboxLimits, run_program
+from colakit.evaluate.stats import mcnemar, mean_stderr, paired_bootstrap
+from colakit.evaluate.tasks import (
+    GSM8K_EXEMPLARS, REGISTRY, SUITES, CAPABILITIES, gsm8k_correct, gsm8k_extract, gsm8k_gold_chain, last_boxed,
+    math_normalise, render_copa, render_gsm8k, render_hellaswag, render_mmlu, render_winogrande, resolve_tasks,
+)
+
+
+def test_hellaswag_matches_lm_eval_preprocessing():
+    doc = {"activity_label": "Making a cake", "ctx_a": "A woman [title] mixes flour.", "ctx_b": "she",
+           "endings": ["adds eggs [step] now.", "runs away."], "label": "0"}
+    mc = render_hellaswag(doc)
+    assert mc.contexts[0] == "Making a cake: A woman. mixes flour. She"
+    assert mc.continuations == [" adds eggs now.", " runs away."] and mc.gold == 0
+
+
+def test_winogrande_is_partial_scoring():
+    mc = render_winogrande({"sentence": "Sarah beat Maria so _ got the prize.", "option1": "Sarah",
+                            "option2": "Maria", "answer": "2"})
+    assert mc.contexts == ["Sarah beat Maria so Sarah", "Sarah beat Maria so Maria"]
+    assert mc.continuations == [" got the prize."] * 2 and mc.gold == 1
+
+
+def test_copa_and_mmlu_formats():
+    mc = render_copa({"premise": "It rained.", "question": "effect", "choice1": "The grass got wet.",
+                      "choice2": "X.", "label": 0})
+    assert mc.contexts[0] == "It rained therefore" and mc.continuations[0] == "  the grass got wet."
+    mmlu = render_mmlu({"subject": "high_school_physics", "question": " Q? ", "choices": list("wxyz"), "answer": 2})
+    assert mmlu.contexts[0].startswith("The following are multiple choice questions (with answers) about high "
+                                       "school physics.\n\nQ?\nA. w\n")
+    assert mmlu.contexts[0].endswith("D. z\nAnswer:") and mmlu.continuations == [" A", " B", " C", " D"]
+
+
+def test_gsm8k_prompt_extraction_and_exact_match():
+    doc = {"question": "How many?", "answer": "It is 2 + <<2+3=5>>3 = 5.\nSo 1,000 more.\n#### 1,005"}
+    gen = render_gsm8k(doc)
+    assert len(GSM8K_EXEMPLARS) == 8 and gen.prompt.count("Q: ") == 9 and gen.prompt.endswith("Q: How many?\nA:")
+    assert gsm8k_gold_chain(doc["answer"]) == "It is 2 + 3 = 5. So 1,000 more. The answer is 1,005."
+    ok = gsm8k_correct(doc, gsm8k_extract("So 1000 + 5. The answer is 1,005.\n"))
+    assert ok == {"strict": True, "flexible": True}
+    wrong = gsm8k_correct(doc, gsm8k_extract("I think 1005 then 7"))
+    assert wrong == {"strict": False, "flexible": False}
+
+
+def test_math_answer_helpers():
+    assert last_boxed(r"so \boxed{\frac{1}{2}} and \boxed{3^{2}}") == "3^{2}"
+    assert math_normalise(r"\left( 1,2 \right)") == math_normalise("(1,2)")
+    assert math_normalise("x = 10,000") == "10000"
+
+
+def test_suites_cover_every_capability():
+    caps = {REGISTRY[t].capability for t in SUITES["quick"]}
+    assert caps == set(CAPABILITIES)
+    assert all(n is not None for n in SUITES["quick"].values())
+
+
+def test_resolve_tasks_errors_and_limits():
+    with pytest.raises(ColakitError, match="valid tasks: .*hellaswag"):
+        resolve_tasks("hellaswagg")
+    with pytest.raises(ColakitError, match="positive"):
+        resolve_tasks("copa", limit=0)
+    plan = resolve_tasks("quick,copa", limit=3)
+    assert plan["copa"] == 3 and plan["mmlu"] == 3
+
+
+def test_stats():
+    assert mean_stderr([1, 0, 1, 0]) == pytest.approx(np.std([1, 0, 1, 0], ddof=1) / 2)
+    m = mcnemar([True] * 10 + [False] * 10, [True] * 10 + [True] * 10)
+    assert m["only_b"] == 10 and m["p_value"] < 0.01
+    boot = paired_bootstrap(np.zeros(50), np.ones(50), seed=1)
+    assert boot["mean_diff"] == 1 and boot["ci_low"] == 1 and boot["p_value"] == 0
+    assert paired_bootstrap(np.r_[np.zeros(25), np.ones(25)], np.r_[np.ones(25), np.zeros(25)])["p_value"] > 0.5
+
+
+LIMITS = SandboxLimits(timeout_s=3, memory_mb=512)
+
+
+@pytest.mark.parametrize("source, status, message", [
+    ("assert sum([1, 2]) == 3", "passed", ""),
+    ("assert 1 == 2", "failed", "AssertionError"),
+    ("while True:\n    pass", "timeout", ""),
+    ("x = bytearray(2 * 1024 ** 3)", "failed", "MemoryError"),
+    ("import os\nos.fork()", "failed", "os.fork is not allowed"),
+    ("import subprocess\nsubprocess.run(['true'])", "failed", "subprocess.Popen is not allowed"),
+    ("import socket\nsocket.create_connection(('127.0.0.1', 9))", "failed", "not allowed"),
+    ("open('/tmp/colakit-sandbox-escape', 'w').write('x')", "failed", "outside the scratch directory"),
+    ("import shutil\nshutil.rmtree('/tmp')", "failed", "outside the scratch directory"),
+    ("open('inside.txt', 'w').write('ok')\nassert open('inside.txt').read() == 'ok'", "passed", ""),
+])
+def test_sandbox_contains_programs(source, status, message):
+    result = run_program(source, LIMITS)
+    assert result.status == status and message in result.output
+    assert result.seconds < 30  # a hung program is always killed
+    assert not os.path.exists("/tmp/colakit-sandbox-escape")
