@@ -8,8 +8,8 @@ OUT=${1:-runs/demo}
 COLAKIT=${COLAKIT:-.venv/bin/colakit}
 N=${DEMO_N:-32}
 LEN=${DEMO_SEQ_LEN:-256}
-EVAL_TASKS=${DEMO_TASKS:-ppl_wiki,ppl_c4,ppl_code,arc_easy,hellaswag,piqa}
-EVAL_LIMIT=${DEMO_LIMIT:-60}
+# TASK:N evaluates N seeded items (perplexity: N held-out documents)
+EVAL_TASKS=${DEMO_TASKS:-ppl_wiki:8,ppl_c4:8,ppl_code:8,arc_easy:60,hellaswag:60,piqa:60}
 mkdir -p "$OUT"
 step() { printf '\n== %s\n' "$*"; }
 
@@ -26,8 +26,7 @@ for calib in random-c4 cola; do
 done
 
 step "3/5 evaluate the dense model"
-[ -f "$OUT/dense.json" ] || $COLAKIT evaluate --model smollm2-135m --suite "$EVAL_TASKS" --limit "$EVAL_LIMIT" \
-  --seed 0 --out "$OUT/dense.json"
+[ -f "$OUT/dense.json" ] || $COLAKIT evaluate --model smollm2-135m --suite "$EVAL_TASKS" --seed 0 --out "$OUT/dense.json"
 
 step "4/5 compress with GPTQ 4-bit (group 64), once per calibration set"
 for calib in random-c4 cola; do
@@ -38,7 +37,7 @@ done
 step "5/5 evaluate each compressed model against the dense one"
 for calib in random-c4 cola; do
   [ -f "$OUT/gptq-$calib.json" ] || $COLAKIT evaluate --model "$OUT/gptq-$calib" --suite "$EVAL_TASKS" \
-    --limit "$EVAL_LIMIT" --seed 0 --compare "$OUT/dense.json" --out "$OUT/gptq-$calib.json"
+    --seed 0 --compare "$OUT/dense.json" --out "$OUT/gptq-$calib.json"
 done
 
 "${PYTHON:-.venv/bin/python}" scripts/demo_summary.py "$OUT"

@@ -102,3 +102,14 @@ def test_sandbox_contains_programs(source, status, message):
     assert result.status == status and message in result.output
     assert result.seconds < 30  # a hung program is always killed
     assert not os.path.exists("/tmp/colakit-sandbox-escape")
+
+
+def test_task_item_caps_in_suite_spec():
+    from colakit.errors import ColakitError
+    from colakit.evaluate.tasks import resolve_tasks
+
+    assert resolve_tasks("ppl_wiki:8,arc_easy:60,piqa") == {"ppl_wiki": 8, "arc_easy": 60, "piqa": None}
+    assert resolve_tasks("arc_easy:60", limit=10) == {"arc_easy": 10}
+    for bad in ("arc_easy:x", "arc_easy:0"):
+        with pytest.raises(ColakitError, match="TASK:N"):
+            resolve_tasks(bad)

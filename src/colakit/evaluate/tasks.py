@@ -388,8 +388,14 @@ def get_task(name: str) -> Task:
     return REGISTRY[name]
 
 
+def _item_cap(raw: str, cap: str) -> int:
+    if not cap.isdigit() or int(cap) <= 0:
+        raise ColakitError(f"cannot read {raw.strip()!r}", "write TASK:N with N a positive number of items")
+    return int(cap)
+
+
 def resolve_tasks(spec: str | list[str], limit: int | None = None) -> dict[str, int | None]:
-    """A suite name, task names, or a comma list of both -> {task: limit}.
+    """A suite name, task names (``task:N`` caps that task at N items), or a comma list of both -> {task: limit}.
 
     An explicit ``limit`` overrides the suite's limits (it caps them; never raises them).
     """
@@ -403,7 +409,8 @@ def resolve_tasks(spec: str | list[str], limit: int | None = None) -> dict[str, 
             for task, n in SUITES[name].items():
                 out.setdefault(task, n)
         else:
-            out.setdefault(get_task(name).name, None)
+            name, _, cap = name.partition(":")
+            out.setdefault(get_task(name).name, _item_cap(raw, cap) if cap else None)
     if not out:
         raise ColakitError("no tasks given", f"name a suite ({', '.join(SUITES)}) or tasks ({', '.join(REGISTRY)})")
     if limit is not None:
