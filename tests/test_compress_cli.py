@@ -66,9 +66,22 @@ def test_cli_refuses_existing_output_and_bad_group_size(setup):
     result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "wanda", "--out", existing)
     assert isinstance(result.exception, ColakitError) and "already exists" in str(result.exception)
     assert (existing / "keep.txt").read_text() == "mine"
-    result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "gptq", "--out", tmp / "new")
+    result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "gptq", "--group-size", "128",
+                    "--out", tmp / "new")
     assert isinstance(result.exception, ColakitError) and "--group-size 64" in str(result.exception)
     assert not (tmp / "new").exists()
+    result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "gptq", "--group-size", "sixty",
+                    "--out", tmp / "new")
+    assert isinstance(result.exception, ColakitError) and "not a number" in str(result.exception)
+
+
+def test_cli_default_group_size_is_auto_and_recorded(setup):
+    tmp, model_dir, calib_dir = setup
+    result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "gptq", "--out", tmp / "q")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp / "q" / "compression.json").read_text())
+    assert report["config"]["group_size"] == 64  # the tiny model's hidden size is 64: 128 cannot divide it
+    assert any("chose 64" in note for note in report["notes"])
 
 
 def test_cli_refuses_calibration_from_another_tokenizer(setup):

@@ -191,3 +191,42 @@ def test_awq_fold_preserves_the_block_function(fam):
         cols = weight_matrix(block.get_submodule(group.linears[0])).shape[1]
         _fold(block, group, torch.linspace(0.5, 2.0, cols))
     assert torch.allclose(run_block(block, 0, batch), before, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("hidden, chosen", [(128, 128), (64, 64), (96, 32)])
+def test_group_size_auto_picks_the_largest_dividing_size_and_records_it(hidden, chosen):
+    model = tiny_model("llama", hidden=hidden)
+    report = compress(model, *calibration(), CompressionConfig("rtn", bits=4, group_size="auto"))
+    assert report.config["group_size"] == chosen
+    w = pruned_linears(model)[0]
+    groups = w.reshape(w.shape[0], -1, chosen)
+    assert max(len(torch.unique(groups[r, g])) for r in range(4) for g in range(groups.shape[1])) <= 16
+    assert any(f"auto: chose {chosen}" in n for n in report.notes)
+
+
+def test_group_size_auto_refuses_models_no_automatic_size_fits():
+    model = tiny_model("llama", hidden=48)  # gcd 48: neither 128, 64 nor 32 divides it
+    before = snapshot(model)
+    with pytest.raises(ColakitError, match="--group-size 16"):
+        compress(model, *calibration(), CompressionConfig("gptq", bits=4, group_size="auto"))
+    assert all(torch.equal(before[k], v) for k, v in snapshot(model).items())
+
+
+def test_awq_scale_search_scores_on_the_leading_batches_holding_the_token_budget():
+    from colakit.compress.awq import search_batches
+    from colakit.compress.runtime import Batch
+
+    batches = [Batch(mask=torch.ones(1, n, dtype=torch.bool), hidden=torch.zeros(1, n, 4)) for n in (24, 10, 24, 3)]
+    assert [search_batches(batches, t) for t in (None, 1, 24, 25, 34, 35, 10**6)] == [4, 1, 1, 2, 2, 3, 4]
+    model = tiny_model("llama")
+    report = compress(model, *calibration(), CompressionConfig("awq", group_size=16, batch_size=1, awq_search_tokens=30))
+    assert report.config["awq_search_tokens"] == 30 and all(b["rel_error"] < 1 for b in report.blocks)
+    with pytest.raises(ColakitError, match="awq_search_tokens"):
+        CompressionConfig("awq", awq_search_tokens=0).validate()
+
+
+@pytest.mark.parametrize("method", ["gptq", "sparsegpt"])
+def test_per_linear_errors_compare_against_the_dense_weights(method):
+    # regression: the dense weight was read as a view of the parameter the solver then overwrote
+    report = compress(tiny_model("llama"), *calibration(), CompressionConfig(method, bits=3, group_size=16))
+    assert all(0 < rec["rel_error"] < 1 for rec in report.linears.values())

@@ -7,6 +7,16 @@ from pathlib import Path
 import typer
 
 from colakit.cli.app import app, console
+from colakit.errors import ColakitError
+
+
+def _parse_group_size(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise ColakitError(f"--group-size {text!r} is not a number", "use e.g. --group-size 64, auto, or -1") from None
 
 
 @app.command("compress")
@@ -18,12 +28,17 @@ def compress_command(
     sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of weights to remove (unstructured pruning)."),
     pattern: str = typer.Option("unstructured", "--pattern", help="unstructured, or N:M (keep N of every M, e.g. 2:4)."),
     bits: int = typer.Option(None, "--bits", help="Quantization bits 2-8 (gptq/awq/rtn: default 4; sparsegpt: joint)."),
-    group_size: int = typer.Option(128, "--group-size", help="Quantization group size (-1: one group per row)."),
+    group_size: str = typer.Option(
+        "auto", "--group-size",
+        help="Quantization group size; -1: one group per row; auto: 128 when it divides every quantized linear's "
+             "input features, else the largest of 64/32 that does (the choice is recorded in compression.json)."),
     sym: bool = typer.Option(False, "--sym/--asym", help="Symmetric grid, or asymmetric with a zero point."),
     act_order: bool = typer.Option(False, "--act-order", help="GPTQ: visit columns by decreasing activation."),
     damp: float = typer.Option(0.01, "--damp", help="GPTQ/SparseGPT dampening (fraction of the mean Hessian diagonal)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Calibration samples per forward (bounds memory)."),
     awq_clip: bool = typer.Option(True, "--awq-clip/--no-awq-clip", help="AWQ: search weight clipping ranges."),
+    awq_search_tokens: int = typer.Option(
+        8192, "--awq-search-tokens", help="AWQ: calibration tokens the scale search scores on (0: all of them)."),
     backend: str = typer.Option("builtin", "--backend", help="builtin, or llmcompressor (pip install llmcompressor)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (float32 on CPU), float32, bfloat16, float16."),
@@ -31,8 +46,10 @@ def compress_command(
     """Prune or quantize MODEL, calibrated by the CalibrationSet at --calib; write a model directory + compression.json."""
     from colakit.compress import CompressionConfig, compress_to_dir
 
-    config = CompressionConfig(method=method, sparsity=sparsity, pattern=pattern, bits=bits, group_size=group_size,
-                               sym=sym, act_order=act_order, damp=damp, batch_size=batch_size, awq_clip=awq_clip)
+    config = CompressionConfig(method=method, sparsity=sparsity, pattern=pattern, bits=bits,
+                               group_size=_parse_group_size(group_size),
+                               sym=sym, act_order=act_order, damp=damp, batch_size=batch_size, awq_clip=awq_clip,
+                               awq_search_tokens=awq_search_tokens or None)
     with console.status(f"compressing {model} with {method} ({backend})"):
         result = compress_to_dir(model, calib, out, config, device=device, dtype=dtype, backend=backend)
     sparsity_note = f", sparsity {result['sparsity']:.3f}" if result.get("sparsity") else ""

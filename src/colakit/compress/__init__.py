@@ -8,10 +8,10 @@ nearest. ``llmcompressor_backend`` hands the same data to llm-compressor for pac
     report = compress(model, input_ids, attention_mask, CompressionConfig("gptq", bits=4, group_size=64))
 """
 
-from colakit.compress.config import METHODS, CompressionConfig, suggest_group_size
+from colakit.compress.config import METHODS, CompressionConfig, auto_group_size, suggest_group_size
 from colakit.compress.engine import CompressionReport, compress
 from colakit.compress.hessian import NumericalWarning
 from colakit.compress.output import compress_to_dir, save_compressed
 
-__all__ = ["METHODS", "CompressionConfig", "CompressionReport", "NumericalWarning", "compress",
+__all__ = ["METHODS", "CompressionConfig", "CompressionReport", "NumericalWarning", "auto_group_size", "compress",
            "compress_to_dir", "save_compressed", "suggest_group_size"]

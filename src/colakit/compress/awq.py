@@ -14,6 +14,9 @@ bias), or Gemma's ``(1 + weight)`` norm, or the rows of the preceding linear whe
 (not for grouped-query attention's v -> o). A fold is verified on one batch (the block's output
 must not change); groups that cannot be folded are skipped with a note in the report.
 
+The search scores on the leading calibration batches that hold ``awq_search_tokens`` tokens (whole
+sequences; None: all), since each grid point re-runs the scoring module; channel means use all tokens.
+
 Optional clipping search (``awq_clip``): per output row and group, the range ``max|w|`` shrunk by
 ``i/20`` (``i < 20 * awq_max_shrink``) that minimises the group's output error on sampled tokens.
 Finally every linear is rounded to nearest on its group grid (fake-quant).
@@ -119,12 +122,29 @@ def _score_outputs(block, group: ScaleGroup, cap: _Captured, b: int) -> torch.Te
     return torch.cat([block.get_submodule(n)(x) for n in group.linears], dim=-1)
 
 
+def search_batches(batches: list[runtime.Batch], tokens: int | None) -> int:
+    """How many leading batches the scale search scores on: enough to hold ``tokens`` (None: all).
+
+    Every grid point re-runs the scoring module over these batches, so this bounds the search cost
+    (whole sequences, since attention needs them); the channel means use every token.
+    """
+    if tokens is None:
+        return len(batches)
+    seen = 0
+    for count, b in enumerate(batches, 1):
+        seen += b.tokens
+        if seen >= tokens:
+            return count
+    return len(batches)
+
+
 def _search_scale(block, group: ScaleGroup, cap: _Captured, batches, config) -> tuple[torch.Tensor, float]:
     lins = [block.get_submodule(n) for n in group.linears]
     xs = cap.inputs[group.linears[0]]
     count = sum(b.tokens for b in batches)
     x_mean = sum(runtime.rows(x, b.mask).abs().float().sum(0) for x, b in zip(xs, batches)) / count
     originals = [weight_matrix(lin).detach().float().clone() for lin in lins]
+    batches = batches[:search_batches(batches, config.awq_search_tokens)]
     reference = [_score_outputs(block, group, cap, i) for i in range(len(batches))]
     best = (float("inf"), None, 0.0)
     try:

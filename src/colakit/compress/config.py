@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
@@ -14,6 +15,8 @@ PRUNING = ("sparsegpt", "wanda", "magnitude")
 QUANTIZATION = ("gptq", "awq", "rtn")
 METHODS = PRUNING + QUANTIZATION
 NEEDS_DATA = ("sparsegpt", "wanda", "gptq", "awq")
+AUTO = "auto"
+AUTO_GROUP_SIZES = (128, 64, 32)  # 128 is the field's usual choice; smaller models need smaller groups
 
 
 @dataclass
@@ -22,7 +25,8 @@ class CompressionConfig:
 
     Pruning methods use ``sparsity`` (unstructured) or ``pattern="N:M"`` (keep N of every M
     consecutive input weights per row; 2:4 prunes half). Quantization methods use ``bits``,
-    ``group_size`` (-1: one group per row) and ``sym``. SparseGPT with ``bits`` quantizes jointly
+    ``group_size`` (-1: one group per row; ``"auto"``: the largest of 128/64/32 that divides every
+    quantized linear's input features, fixed by ``resolve(model)``) and ``sym``. SparseGPT with ``bits`` quantizes jointly
     with pruning; Wanda/magnitude with ``bits`` round the kept weights to nearest afterwards.
     """
 
@@ -30,7 +34,7 @@ class CompressionConfig:
     sparsity: float = 0.5
     pattern: str = "unstructured"
     bits: int | None = None
-    group_size: int = 128
+    group_size: int | str = 128
     sym: bool = False
     act_order: bool = False
     damp: float = 0.01
@@ -40,6 +44,7 @@ class CompressionConfig:
     awq_clip: bool = True
     awq_max_shrink: float = 0.5
     awq_clip_tokens: int = 512
+    awq_search_tokens: int | None = 8192  # scale search scores on the first batches holding this many tokens
     keep_backup: bool = True
 
     def __post_init__(self):
@@ -86,13 +91,13 @@ class CompressionConfig:
         if self.bits is not None and self.method in ("gptq", "awq", "rtn") and self.pattern != "unstructured":
             raise ColakitError(f"--pattern {self.pattern} applies to pruning, not {self.method}",
                                "use --method sparsegpt/wanda/magnitude for N:M sparsity")
-        if self.group_size != -1 and (not isinstance(self.group_size, int) or self.group_size < 1):
+        if self.group_size not in (-1, AUTO) and (not isinstance(self.group_size, int) or self.group_size < 1):
             raise ColakitError(f"group size {self.group_size} is not a positive integer",
-                               "use e.g. --group-size 64, or -1 for one group per output row")
+                               "use e.g. --group-size 64, auto, or -1 for one group per output row")
         if not self.damp > 0:
             raise ColakitError(f"dampening {self.damp} must be > 0", "use e.g. 0.01 (1% of the mean Hessian diagonal)")
-        for name in ("block_size", "batch_size", "awq_grid", "awq_clip_tokens"):
-            if getattr(self, name) < 1:
+        for name in ("block_size", "batch_size", "awq_grid", "awq_clip_tokens", "awq_search_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ColakitError(f"{name} {getattr(self, name)} must be >= 1", f"set {name} to a positive integer")
         if not 0 <= self.awq_max_shrink < 1:
             raise ColakitError(f"awq_max_shrink {self.awq_max_shrink} is outside [0, 1)", "use e.g. 0.5")
@@ -109,15 +114,23 @@ class CompressionConfig:
             raise ColakitError(f"pattern {self.pattern}: N must be between 1 and M-1 (N={n}, M={m})",
                                "N:M keeps N of every M weights, e.g. --pattern 2:4")
 
+    def resolve(self, model: nn.Module) -> CompressionConfig:
+        """This config with ``group_size="auto"`` replaced by the size chosen for ``model`` (quantizing runs only)."""
+        if self.group_size != AUTO or not self.quantizes:
+            return self
+        return dataclasses.replace(self, group_size=auto_group_size(model))
+
     def validate_for(self, model: nn.Module) -> None:
         """Validate, then check every linear that will be touched can take these settings."""
         self.validate()
+        if self.quantizes and self.group_size == AUTO:
+            auto_group_size(model)  # raises when no automatic size fits
         layout = find_decoder(model)
         for i in range(layout.num_layers):
             for name, lin in layout.linears(i).items():
                 cols = in_features(lin)
                 where = f"{layout.layers_path}.{i}.{name}"
-                if self.quantizes and self.group_size != -1 and cols % self.group_size:
+                if self.quantizes and self.group_size not in (-1, AUTO) and cols % self.group_size:
                     raise ColakitError(
                         f"group size {self.group_size} does not divide the {cols} input features of {where}",
                         f"use a group size that divides every layer's input features "
@@ -128,13 +141,29 @@ class CompressionConfig:
                                        f"input features of {where}", "use an M that divides the input features")
 
 
-def suggest_group_size(model: nn.Module) -> int:
-    """The largest of 128, 64, 32, ... that divides every decoder linear's input features."""
+def _common_in_features(model: nn.Module) -> int:
     layout = find_decoder(model)
     common = 0
     for i in range(layout.num_layers):
         for lin in layout.linears(i).values():
             common = math.gcd(common, in_features(lin))
+    return common
+
+
+def auto_group_size(model: nn.Module) -> int:
+    """The largest of ``AUTO_GROUP_SIZES`` that divides every decoder linear's input features."""
+    common = _common_in_features(model)
+    for size in AUTO_GROUP_SIZES:
+        if common % size == 0:
+            return size
+    raise ColakitError(f"--group-size auto: none of {'/'.join(map(str, AUTO_GROUP_SIZES))} divides the input "
+                       f"features of every decoder linear (their common divisor is {common})",
+                       f"pass --group-size {suggest_group_size(model)} or -1 (one group per output row)")
+
+
+def suggest_group_size(model: nn.Module) -> int:
+    """The largest of 128, 64, 32, ... that divides every decoder linear's input features."""
+    common = _common_in_features(model)
     size = 128
     while size > 1 and common % size:
         size //= 2

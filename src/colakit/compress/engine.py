@@ -25,7 +25,7 @@ from colakit.compress import awq, runtime
 from colakit.compress.baselines import magnitude_prune, rtn
 from colakit.compress.config import NEEDS_DATA, CompressionConfig
 from colakit.compress.gptq import GPTQ
-from colakit.compress.hessian import NumericalWarning, relative_error
+from colakit.compress.hessian import NumericalWarning, relative_error, single_cpu_thread
 from colakit.compress.sparsegpt import SparseGPT
 from colakit.compress.wanda import Wanda
 from colakit.errors import ColakitError
@@ -87,8 +87,11 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
     """Compress the decoder linears of ``model`` in place; return what was done.
 
     ``calib_input_ids``/``calib_attention_mask`` are ``[samples, length]`` (right-padded, as
-    ``CalibrationSet.to_tensors`` gives); magnitude and RTN need no data (pass ``None``).
+    ``CalibrationSet.to_tensors`` gives); magnitude and RTN need no data (pass ``None``). A
+    ``group_size="auto"`` is resolved for ``model``; the report's config holds the size used.
     """
+    requested_group_size = config.group_size
+    config = config.resolve(model)
     config.validate_for(model)
     layout = find_decoder(model)
     has_data = calib_input_ids is not None
@@ -99,6 +102,9 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
             calib_input_ids, calib_attention_mask, getattr(model.config, "vocab_size", None))
     report = CompressionReport(method=config.method, config=config.to_dict(), model_class=type(model).__name__,
                                layers_path=layout.layers_path)
+    if config.group_size != requested_group_size:
+        report.notes.append(f"group size {requested_group_size}: chose {config.group_size} "
+                            "(the largest of 128/64/32 dividing every linear's input features)")
     started = time.perf_counter()
     backup = _Backup(config.keep_backup)
     was_training = model.training
@@ -186,8 +192,9 @@ def _solve_with_stats(block, index, linears, batches, config) -> tuple[dict, lis
     errors = {}
     for name, lin in linears.items():
         what = f"block {index} {name}"
-        w = weight_matrix(lin).detach().float()
-        new, info = _solve(solvers[name], w, config, what)
+        w = weight_matrix(lin).detach().float().clone()  # a copy: _write changes the parameter in place
+        with single_cpu_thread(w.device):
+            new, info = _solve(solvers[name], w, config, what)
         _write(lin, new, what)
         if hasattr(solvers[name], "hessian"):
             info["rel_error"] = relative_error(w, new, solvers[name].hessian)

@@ -3,8 +3,12 @@
 ``oneshot(model, recipe, dataset)`` with the recipe equivalent to a ``CompressionConfig``:
 SparseGPTModifier / WandaPruningModifier (llm-compressor's ``mask_structure`` "N:M" counts the
 *pruned* weights, ours the kept ones: 2:4 is the same either way), GPTQModifier with a group
-scheme (``actorder`` "weight" keeps groups contiguous, like the built-in act-order). SparseGPT with
-``bits`` becomes SparseGPT followed by GPTQ. llm-compressor is an optional extra, imported only here.
+scheme (``actorder`` "weight" keeps groups contiguous, like the built-in act-order). Pruning with
+``bits`` becomes the pruning modifier followed by a QuantizationModifier (round-to-nearest on the kept
+weights; the min/max grid contains 0, so the sparsity pattern survives). It is not SparseGPT's joint
+quantization: llm-compressor's GPTQ after SparseGPT writes error corrections into pruned weights and
+breaks the sparsity (2:4 included), so it is not used for that. llm-compressor is an optional
+extra, imported only here.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 import torch
 
 from colakit.cache import atomic_dir
-from colakit.compress.config import CompressionConfig
+from colakit.compress.config import AUTO, CompressionConfig
 from colakit.errors import ColakitError
 
 INSTALL = "pip install 'colakit[llmcompressor]' (llmcompressor==0.14.0.1)"
@@ -37,16 +41,27 @@ def _weight_scheme(config: CompressionConfig) -> dict:
             "group_size": None if config.group_size == -1 else config.group_size}
 
 
-def build_recipe(config: CompressionConfig) -> list:
-    """llm-compressor modifiers equivalent to ``config`` (decoder linears only, never the LM head)."""
+def check_supported(config: CompressionConfig) -> None:
+    """Refuse, before any model is loaded, what this backend cannot run."""
     config.validate()
-    method = config.method
-    if method == "awq" and not torch.cuda.is_available():
+    if config.method == "awq" and not torch.cuda.is_available():
         raise ColakitError("llm-compressor's AWQ needs an accelerator (it pins memory), and none is available",
                            "use --backend builtin, which runs AWQ on CPU")
-    if method in ("magnitude", "rtn"):
-        raise ColakitError(f"the {method} baseline has no llm-compressor recipe here", "use --backend builtin")
+    if config.method in ("magnitude", "rtn"):
+        raise ColakitError(f"the {config.method} baseline has no llm-compressor recipe here", "use --backend builtin")
     _import_llmcompressor()
+
+
+def build_recipe(config: CompressionConfig) -> list:
+    """llm-compressor modifiers equivalent to ``config`` (decoder linears only, never the LM head).
+
+    ``group_size="auto"`` must be resolved first (``CompressionConfig.resolve(model)``).
+    """
+    check_supported(config)
+    if config.quantizes and config.group_size == AUTO:
+        raise ColakitError("group size 'auto' is not resolved for a model yet",
+                           "call config.resolve(model) first, or pass a number")
+    method = config.method
     ignore = ["lm_head", "re:.*lm_head"]
     mask = "0:0"
     if config.nm:
@@ -69,13 +84,16 @@ def build_recipe(config: CompressionConfig) -> list:
 
         modifiers.append(AWQModifier(ignore=ignore, config_groups={
             "group_0": {"targets": ["Linear"], "weights": _weight_scheme(config)}}))
-    if method == "gptq" or (method == "sparsegpt" and config.bits):
+    groups = {"group_0": {"targets": ["Linear"], "weights": _weight_scheme(config)}}
+    if method == "gptq":
         from llmcompressor.modifiers.quantization import GPTQModifier
 
-        modifiers.append(GPTQModifier(
-            ignore=ignore, block_size=config.block_size, dampening_frac=config.damp,
-            actorder="weight" if config.act_order else None,
-            config_groups={"group_0": {"targets": ["Linear"], "weights": _weight_scheme(config)}}))
+        modifiers.append(GPTQModifier(ignore=ignore, block_size=config.block_size, dampening_frac=config.damp,
+                                      actorder="weight" if config.act_order else None, config_groups=groups))
+    elif config.prunes and config.bits:
+        from llmcompressor.modifiers.quantization import QuantizationModifier
+
+        modifiers.append(QuantizationModifier(ignore=ignore, config_groups=groups))
     return modifiers
 
 
@@ -98,14 +116,16 @@ def compress_with_llmcompressor(model_name: str, cs, out_dir: str | Path, config
     from colakit.models import load_model, load_tokenizer
 
     out = refuse_existing(out_dir)
-    recipe = build_recipe(config)
+    check_supported(config)
     if cs is None:
         raise ColakitError(f"{config.method} needs calibration data", "pass --calib DIR (a CalibrationSet)")
     from llmcompressor import oneshot
 
     model = load_model(model_name, device=device, dtype=dtype)
     tokenizer = load_tokenizer(model_name)
+    config = config.resolve(model)
     config.validate_for(model)
+    recipe = build_recipe(config)
     longest = max(len(s.input_ids) for s in cs.samples)
     started = time.perf_counter()
     oneshot(model=model, recipe=recipe, dataset=cs.to_dataset(), num_calibration_samples=len(cs),
