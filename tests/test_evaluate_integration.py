@@ -48,3 +48,29 @@ def test_cli_evaluates_the_default_model(tmp_path):
     assert again.exit_code == 0, again.output
     entry = json.loads((tmp_path / "c.json").read_text())["retention"]["tasks"]["arc_easy"]
     assert entry["same_items"] and entry["compressed"] == entry["dense"]  # same model, same items
+
+
+@pytest.mark.integration
+def test_compressed_model_calibration_overlap_is_checked(tmp_path):
+    import json
+
+    from colakit.calibset import CalibrationSet, Sample
+    from colakit.errors import ColakitError
+    from colakit.evalsets import load_items
+    from colakit.evaluate.runner import check_calibration_overlap
+
+    def model_dir(name, texts):
+        calib = CalibrationSet([Sample(input_ids=[1, 2, 3], text=t) for t in texts], {"method": "manual"})
+        calib.save(tmp_path / f"calib-{name}")
+        folder = tmp_path / f"model-{name}"
+        folder.mkdir()
+        (folder / "compression.json").write_text(json.dumps({"calibration": {"path": str(tmp_path / f"calib-{name}")}}))
+        return folder
+
+    clean = check_calibration_overlap(model_dir("clean", ["A plain sentence about gardening and tomatoes."]), False)
+    assert clean["checked"] is True
+    question = load_items("gsm8k")[0]["question"]
+    dirty = model_dir("dirty", ["Some web text. " + question])
+    with pytest.raises(ColakitError, match="gsm8k"):
+        check_calibration_overlap(dirty, False)
+    assert check_calibration_overlap(dirty, True)["checked"] is True

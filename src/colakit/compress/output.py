@@ -80,7 +80,7 @@ def compress_to_dir(model_name: str, calib_dir: str | Path, out_dir: str | Path,
     if calib_dir is None and config.method in NEEDS_DATA:
         raise ColakitError(f"{config.method} needs calibration data", "pass --calib DIR (a CalibrationSet)")
     cs = load_calibration(calib_dir, tokenizer, model_name) if calib_dir is not None else None
-    calibration = ({"path": str(calib_dir), "content_hash": cs.content_hash, "manifest": cs.manifest}
+    calibration = ({"path": str(Path(calib_dir).resolve()), "content_hash": cs.content_hash, "manifest": cs.manifest}
                    if cs is not None else {})
     meta = {"colakit_version": __version__, "model": str(model_name), "backend": backend,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -212,7 +212,7 @@ def check_calibration_overlap(model_dir: str | Path | None, allow: bool) -> dict
     from colakit.calibset import CalibrationSet
     from colakit.overlap import assert_no_overlap
 
-    overlap = assert_no_overlap(CalibrationSet.load(calib).texts(), allow=allow)
+    overlap = assert_no_overlap(CalibrationSet.load(calib).texts, allow=allow)
     return {"checked": True, "calibration": calib, **overlap.to_dict()}
 
 
