@@ -1,5 +1,5 @@
-"""Print the demo's headline table: per calibration set, its activation-space scores and what the
-GPTQ-compressed model retains of the dense model (per task and per capability)."""
+"""Print the demo's headline table: per task, what the GPTQ-compressed model retains of the dense
+model with each calibration set, and each set's activation-space proxy score."""
 
 from __future__ import annotations
 
@@ -14,23 +14,27 @@ out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/demo")
 sets = ["random-c4", "cola"]
 results = {s: json.loads((out / f"gptq-{s}.json").read_text()) for s in sets}
 scores = {s: json.loads((out / f"score-{s}.json").read_text()) for s in sets}
-tasks = list(results[sets[0]]["retention"]["tasks"])
-
-table = Table(title=f"GPTQ w4 g64 on smollm2-135m: retention vs dense (1.0 = nothing lost; higher is better)")
-table.add_column("calibration")
-table.add_column("proxy score")
-for task in tasks:
-    table.add_column(task, justify="right")
-table.add_column("mean", justify="right")
-for s in sets:
-    per_task = results[s]["retention"]["tasks"]
-    values = [per_task[t]["retention"] for t in tasks]
-    best = {t: max(results[x]["retention"]["tasks"][t]["retention"] for x in sets) for t in tasks}
-    cells = [f"[bold]{v:.3f}[/]" if v == best[t] else f"{v:.3f}" for t, v in zip(tasks, values)]
-    table.add_row(s, f"{scores[s]['proxy']:.3f}", *cells, f"{sum(values) / len(values):.3f}")
-console = Console()
-console.print(table)
 dense = json.loads((out / "dense.json").read_text())
-console.print("dense model: " + ", ".join(f"{n} {t['primary']} {t['metrics'][t['primary']]:.3f}"
-                                          for n, t in dense["tasks"].items()))
-console.print(f"outputs in {out}/: calib-*/ (CalibrationSets), gptq-*/ (compressed models), *.json (results)")
+
+table = Table(title="GPTQ w4 g64 on smollm2-135m: retention vs dense (1.0 = nothing lost, higher is better; best in bold)")
+table.add_column("task")
+table.add_column("dense")
+for s in sets:
+    table.add_column(s, justify="right")
+for task, dense_task in dense["tasks"].items():
+    entries = {s: results[s]["retention"]["tasks"][task] for s in sets}
+    best = max(e["retention"] for e in entries.values())
+    cells = []
+    for s in sets:
+        e = entries[s]
+        text = f"{e['retention']:.3f} ± {e['retention_stderr']:.3f}"
+        cells.append(f"[bold]{text}[/]" if e["retention"] == best else text)
+    table.add_row(task, f"{dense_task['primary']} {dense_task['metrics'][dense_task['primary']]:.3f}", *cells)
+for cap in results[sets[0]]["retention"]["capabilities"]:
+    table.add_row(f"[italic]{cap} (mean)[/]", "",
+                  *(f"{results[s]['retention']['capabilities'][cap]['retention']:.3f}" for s in sets))
+table.add_row("[italic]proxy score[/]", "", *(f"{scores[s]['proxy']:.3f}" for s in sets))
+console = Console(width=max(Console().width, 110))
+console.print(table)
+console.print(f"outputs in {out}/: calib-*/ (CalibrationSets), gptq-*/ (compressed models), *.json (results, "
+              "with per-item records and paired tests)")
