@@ -71,3 +71,16 @@ def test_cli_one_line_errors(tmp_path):
     bad = run("curate", "--sources", "nope", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "unknown source 'nope'" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_score_ranks_a_set_in_activation_space(tok, tmp_path):
+    from colakit.score import score_set
+
+    calib = curate(CurateConfig(sources=["code"], n=3, seq_len=64, pool_per_source=8, seed=0), tokenizer=tok)
+    kw = dict(target="code", probes_per_capability=2, features=FeatureConfig(layers="every:10"), tokenizer=tok)
+    result = score_set(calib, **kw)
+    assert set(result["coverage"]) == {"language", "commonsense", "math", "code", "multilingual"}
+    assert result["weights"]["code"] == 2.0 and 0 < result["diversity"] < 1
+    assert -1 <= result["representativeness"] <= 1 and result["proxy"] == pytest.approx(
+        (result["representativeness"] + result["diversity"]) / 2)
+    assert score_set(calib, **kw) == result  # deterministic

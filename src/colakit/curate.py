@@ -181,21 +181,30 @@ def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, lis
     return probes
 
 
+def features_with_probes(items: list, probes: dict[str, list[Candidate]], model_name: str, *, model, tokenizer,
+                         config: FeatureConfig):
+    """Features of ``items`` and of every capability's probes, in one projected space (one extraction)."""
+    from colakit.features import extract_features
+
+    flat = [p for cap in probes for p in probes[cap]]
+    feats = extract_features(list(items) + flat, model_name, model=model, tokenizer=tokenizer, config=config)
+    probe_feats, start = {}, len(items)
+    for cap, group in probes.items():
+        probe_feats[cap] = feats[start:start + len(group)]
+        start += len(group)
+    return feats[: len(items)], probe_feats
+
+
 def _plan_sources(selector, pool: list[Candidate], config: CurateConfig, model, tokenizer):
     """COLA stage 1: features of pool and probes in one space; the selector plans source shares."""
-    import numpy as np
-
     from colakit.coverage import target_weights
-    from colakit.features import extract_features
 
     weights = target_weights(config.target, config.weights)
     probes = build_probes(config, tokenizer, [c for c, w in weights.items() if w > 0])
-    flat = [p for cap in probes for p in probes[cap]]
-    feats = extract_features(pool + flat, config.model, model=model, tokenizer=tokenizer, config=config.features)
-    bounds = np.cumsum([len(pool)] + [len(probes[cap]) for cap in probes])
-    probe_feats = {cap: feats[bounds[k]:bounds[k + 1]] for k, cap in enumerate(probes)}
-    selector.plan(feats[: len(pool)], [c.source for c in pool], probe_feats, weights, config.n)
-    return feats[: len(pool)]
+    pool_feats, probe_feats = features_with_probes(pool, probes, config.model, model=model, tokenizer=tokenizer,
+                                                   config=config.features)
+    selector.plan(pool_feats, [c.source for c in pool], probe_feats, weights, config.n)
+    return pool_feats
 
 
 def _context_of(name: str, model, max_context) -> int | None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from colakit.calibset import CalibrationSet
 from colakit.coverage import proxy_scores, target_weights
-from colakit.curate import CurateConfig, build_probes
-from colakit.features import FeatureConfig, extract_features
+from colakit.curate import CurateConfig, build_probes, features_with_probes
+from colakit.features import FeatureConfig
 from colakit.process import Candidate
 
 
@@ -33,12 +33,7 @@ def score_set(calib: CalibrationSet | str | Path, *, model: str | None = None, t
                                 probes_per_capability=probes_per_capability)
     probes = build_probes(probe_config, tokenizer, [c for c, w in cap_weights.items() if w > 0])
     samples = [Candidate(s.input_ids, s.text, s.source, s.doc_id) for s in calib.samples]
-    flat = [p for cap in probes for p in probes[cap]]
-    feats = extract_features(samples + flat, model, model=loaded_model, tokenizer=tokenizer,
-                             config=features or FeatureConfig())
-    start, probe_feats = len(samples), {}
-    for cap, items in probes.items():
-        probe_feats[cap] = feats[start:start + len(items)]
-        start += len(items)
-    scores = proxy_scores(feats[: len(samples)], probe_feats, cap_weights)
+    feats, probe_feats = features_with_probes(samples, probes, model, model=loaded_model, tokenizer=tokenizer,
+                                              config=features or FeatureConfig())
+    scores = proxy_scores(feats, probe_feats, cap_weights)
     return {"set": calib.content_hash, "target": target, "weights": cap_weights, **scores.as_dict()}
