@@ -1,0 +1,70 @@
+"""``colakit report``: one self-contained HTML page and a markdown summary of a ``colakit run`` directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from colakit.cli.app import app, console
+
+
+def _rich_table(report) -> Table:
+    from colakit.report import data as d
+
+    headline, run = report.headline, report.run
+    table = Table(title=f"{run.name}: retention vs dense ({headline.metric_kind} metrics; 1.0 = nothing lost, "
+                        f"higher is better; bold {d.BEST_MARK}: best in block)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("compression", no_wrap=True)
+    table.add_column("curation", no_wrap=True)
+    for key in headline.setting_keys:
+        table.add_column(key, justify="right", no_wrap=True)
+    for col in headline.columns:
+        sub = "all" if col == d.MEAN else "+".join(_SHORT.get(k, k) for k in headline.kinds.get(col, []))
+        table.add_column(f"{d.column_label(col)}\n[dim]{sub}[/]", justify="right", no_wrap=True)
+    last = None
+    for r in headline.rows:
+        if last is not None and r.compression != last:
+            table.add_section()
+        cells = ["" if r.compression == last else r.compression,
+                 r.curation + (" [dim](base)[/]" if r.curation == run.baseline else ""), *(v for _, v in r.settings)]
+        last = r.compression
+        for col in headline.columns:
+            e = r.entries.get(col)
+            if e is None:
+                cells.append("–")
+                continue
+            v = e.value
+            text = f"{v.mean:.3f}" + (f"[dim]±{v.spread:.3f}[/]" if v.spread is not None else "") + e.marks
+            cells.append(f"[bold]{text}{d.BEST_MARK}[/]" if e.best else text)
+        table.add_row(*cells)
+    return table
+
+
+_SHORT = {"likelihood": "bpb", "perplexity": "ppl", "accuracy": "acc"}
+
+
+@app.command("report")
+def report_command(
+    rundir: Path = typer.Argument(..., help="Run directory written by `colakit run CONFIG --out RUNDIR`."),
+    out: Path = typer.Option(None, "--out", help="HTML file to write (default RUNDIR/report.html); the markdown "
+                                                 "summary goes beside it with suffix .md."),
+    cell: str = typer.Option(None, "--cell", help="Cell whose activation-space map to show (default: the first "
+                                                  "with one, curation cola preferred)."),
+    metric_kind: str = typer.Option("likelihood", "--metric-kind",
+                                    help="Capability metric: likelihood (gold bits per byte + perplexity, low "
+                                         "variance) or accuracy (accuracies + perplexity)."),
+):
+    """Write a self-contained HTML report (tables, charts, activation map) and a markdown summary of RUNDIR."""
+    from colakit.report import write_report
+
+    report = write_report(rundir, out, cell=cell, metric_kind=metric_kind)
+    # A table this wide is unreadable folded to 80 columns (the width rich assumes off a terminal).
+    Console(stderr=True, width=max(console.width, 130)).print(_rich_table(report))
+    failed = len(report.run.failed_cells)
+    console.print(f"{len(report.run.ok_cells)} cell(s) ok, {failed} failed; summary: {report.markdown}")
+    print(report.html)

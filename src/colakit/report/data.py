@@ -1,0 +1,655 @@
+"""Load a run directory written by ``colakit run`` and aggregate it into what the report shows.
+
+The contract (``RUNDIR/run.json``, ``RUNDIR/results.csv`` with one row per cell x task x metric,
+``RUNDIR/cells/<cell>/activation_map.json``) is described in ``colakit.report``. Everything here is
+plain Python on the parsed rows: no pandas, deterministic order (first appearance in results.csv).
+
+Aggregation choices (stated in the report itself):
+- a cell's capability retention is the mean over the capability's tasks, one row per task chosen by
+  metric kind (``likelihood`` by default: gold bits per byte for multiple-choice/generation tasks,
+  perplexity for perplexity tasks; ``accuracy`` uses the accuracy rows instead);
+- tasks flagged at chance level for the dense model are left out of every average, in every cell,
+  so all rows of a table average over the same tasks;
+- a table row (compression, curation, swept settings) is the mean over its seeds, with the
+  standard deviation over seeds as spread, or the cell's standard error when there is one seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from colakit.errors import ColakitError
+
+RUN_HINT = "run `colakit run CONFIG --out RUNDIR` first, then `colakit report RUNDIR`"
+
+COLUMNS = (
+    "cell", "status", "error", "curation", "curation_method", "sources", "compression", "compression_method",
+    "seed", "n", "seq_len", "format", "task", "capability", "metric", "metric_kind", "value", "dense_value",
+    "retention", "retention_stderr", "delta_vs_baseline", "p_value", "p_adjusted", "significant", "flagged",
+    "representativeness", "diversity", "proxy", "curate_s", "compress_s", "eval_s",
+)
+# Capabilities in the order a reader expects them; others follow in order of appearance.
+CAPABILITY_ORDER = ("LM", "Commonsense", "Knowledge", "Math", "Code", "Multilingual")
+METRIC_KINDS = ("likelihood", "accuracy")
+# Per task, which row stands for it: the requested kind, else its perplexity row (perplexity tasks
+# have only that), else whatever it has.
+_KIND_PREFERENCE = {"likelihood": ("likelihood", "perplexity", "accuracy"),
+                    "accuracy": ("accuracy", "perplexity", "likelihood")}
+KIND_LABEL = {"likelihood": "gold bpb", "perplexity": "perplexity", "accuracy": "accuracy"}
+MEAN = "mean"  # the column holding the mean over capabilities
+SCORES = ("proxy", "representativeness", "diversity")
+
+
+def _float(text: str) -> float | None:
+    """A CSV number, or None for empty / unparseable / non-finite (a missing value, not a zero)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _bool(text: str) -> bool | None:
+    text = (text or "").strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    return None
+
+
+def sort_key(value: str):
+    """Numbers in numeric order before text in text order (seq_len 128 < 1024)."""
+    number = _float(value)
+    return (0, number, "") if number is not None else (1, 0.0, str(value))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: a calibration set (curation, settings, seed) compressed one way."""
+
+    cell: str
+    status: str
+    error: str
+    curation: str
+    curation_method: str
+    sources: str
+    compression: str
+    compression_method: str
+    seed: str
+    settings: tuple[tuple[str, str], ...]  # the swept parameters' values, in run.json's order
+    scores: dict[str, float | None]  # proxy, representativeness, diversity
+    timings: dict[str, float | None]  # curate_s, compress_s, eval_s
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One results.csv row of an ok cell: one task, one metric."""
+
+    cell: str
+    task: str
+    capability: str
+    metric: str
+    metric_kind: str
+    value: float | None
+    dense_value: float | None
+    retention: float | None
+    retention_stderr: float | None
+    delta_vs_baseline: float | None
+    p_adjusted: float | None
+    significant: bool | None
+    flagged: bool
+    flag_reason: str = ""  # optional column: why the task is flagged
+
+
+@dataclass
+class Run:
+    root: Path
+    meta: dict
+    cells: dict[str, Cell]  # in order of first appearance in results.csv
+    results: list[Result]
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name") or self.root.name)
+
+    @property
+    def model(self) -> str:
+        return str(self.meta.get("model") or "?")
+
+    @property
+    def baseline(self) -> str | None:
+        return self.meta.get("baseline") or None
+
+    @property
+    def ok_cells(self) -> list[Cell]:
+        return [c for c in self.cells.values() if c.ok]
+
+    @property
+    def failed_cells(self) -> list[Cell]:
+        return [c for c in self.cells.values() if not c.ok]
+
+    @property
+    def setting_keys(self) -> list[str]:
+        """Swept parameters that vary (>= 2 values) and that results.csv carries as a column."""
+        return [k for k, _ in next(iter(self.cells.values())).settings] if self.cells else []
+
+    @property
+    def compressions(self) -> list[str]:
+        return _unique(c.compression for c in self.cells.values())
+
+    @property
+    def curations(self) -> list[str]:
+        """Curation labels, the baseline first."""
+        labels = _unique(c.curation for c in self.cells.values())
+        if self.baseline in labels:
+            labels.remove(self.baseline)
+            labels.insert(0, self.baseline)
+        return labels
+
+    def map_path(self, cell: str) -> Path | None:
+        path = self.root / "cells" / cell / "activation_map.json"
+        return path if path.is_file() else None
+
+
+def _unique(items) -> list:
+    return list(dict.fromkeys(items))
+
+
+def load_run(rundir: Path | str) -> Run:
+    """Parse RUNDIR/run.json and RUNDIR/results.csv; ColakitError naming what is missing or malformed."""
+    root = Path(rundir)
+    if not root.is_dir():
+        raise ColakitError(f"run directory {root} does not exist", RUN_HINT)
+    meta_path, csv_path = root / "run.json", root / "results.csv"
+    for path in (meta_path, csv_path):
+        if not path.is_file():
+            raise ColakitError(f"{path} is missing: {root} is not a finished `colakit run` directory", RUN_HINT)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ColakitError(f"{meta_path} is not valid JSON ({err})", RUN_HINT) from None
+    if not isinstance(meta, dict):
+        raise ColakitError(f"{meta_path} does not hold a JSON object", RUN_HINT)
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ColakitError(f"{csv_path} lacks the column(s) {', '.join(missing)}",
+                               "it must be written by `colakit run` (rerun it with this colakit version)")
+        rows = list(reader)
+    if not rows:
+        raise ColakitError(f"{csv_path} has no rows", RUN_HINT)
+    sweeps = meta.get("sweeps") or {}
+    # A sweep is shown when it has two values or more and each row says which value it used.
+    keys = [k for k, values in sweeps.items()
+            if isinstance(values, list) and len(values) >= 2 and k in rows[0]]
+    cells: dict[str, Cell] = {}
+    results: list[Result] = []
+    for row in rows:
+        name = row["cell"]
+        if name not in cells:
+            cells[name] = Cell(
+                cell=name, status=(row["status"] or "ok").strip(), error=row["error"], curation=row["curation"],
+                curation_method=row["curation_method"], sources=row["sources"], compression=row["compression"],
+                compression_method=row["compression_method"], seed=row["seed"],
+                settings=tuple((k, row[k]) for k in keys),
+                scores={k: _float(row[k]) for k in SCORES},
+                timings={k: _float(row[k]) for k in ("curate_s", "compress_s", "eval_s")})
+        if cells[name].ok and row["task"]:
+            results.append(Result(
+                cell=name, task=row["task"], capability=row["capability"] or "other", metric=row["metric"],
+                metric_kind=row["metric_kind"], value=_float(row["value"]), dense_value=_float(row["dense_value"]),
+                retention=_float(row["retention"]), retention_stderr=_float(row["retention_stderr"]),
+                delta_vs_baseline=_float(row["delta_vs_baseline"]), p_adjusted=_float(row["p_adjusted"]),
+                significant=_bool(row["significant"]), flagged=bool(_bool(row["flagged"])),
+                flag_reason=(row.get("flag_reason") or "").strip()))
+    return Run(root=root, meta=meta, cells=cells, results=results)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def capability_order(names) -> list[str]:
+    names = _unique(names)
+    known = [c for c in CAPABILITY_ORDER if c in names]
+    return known + [c for c in names if c not in known]
+
+
+@dataclass(frozen=True)
+class FlaggedTask:
+    task: str
+    capability: str
+    metric: str
+    dense_value: float | None
+    given_reason: str = ""
+    kind: str = ""
+
+    @property
+    def reason(self) -> str:
+        if self.given_reason:
+            return f"{self.given_reason}; excluded from capability averages"
+        dense = f" ({self.metric} {self.dense_value:.3f})" if self.dense_value is not None else ""
+        return f"the dense model scores at chance level{dense}; excluded from capability averages"
+
+
+def flagged_tasks(run: Run) -> list[FlaggedTask]:
+    """Tasks flagged in any row: excluded from every cell's averages so all rows compare alike."""
+    seen: dict[str, FlaggedTask] = {}
+    for r in run.results:
+        # Describe a task by its accuracy row where it has one: "chance level" is about accuracy.
+        if r.flagged and (r.task not in seen or (r.metric_kind == "accuracy" and seen[r.task].kind != "accuracy")):
+            seen[r.task] = FlaggedTask(r.task, r.capability, r.metric, r.dense_value, r.flag_reason, r.metric_kind)
+    return list(seen.values())
+
+
+def check_metric_kind(metric_kind: str) -> str:
+    if metric_kind not in METRIC_KINDS:
+        raise ColakitError(f"unknown metric kind {metric_kind!r}",
+                           f"use one of {', '.join(METRIC_KINDS)} (likelihood: gold bits per byte and perplexity)")
+    return metric_kind
+
+
+def select_rows(run: Run, metric_kind: str = "likelihood") -> dict[tuple[str, str], Result]:
+    """For each (cell, task), the one row that stands for it under ``metric_kind``."""
+    preference = _KIND_PREFERENCE[check_metric_kind(metric_kind)]
+    chosen: dict[tuple[str, str], Result] = {}
+    for r in run.results:
+        key = (r.cell, r.task)
+        old = chosen.get(key)
+        rank = preference.index(r.metric_kind) if r.metric_kind in preference else len(preference)
+        if old is None or rank < (preference.index(old.metric_kind) if old.metric_kind in preference else len(preference)):
+            chosen[key] = r
+    return chosen
+
+
+@dataclass(frozen=True)
+class Value:
+    """A retention with its spread (``spread_kind``: "std" over seeds/cells, or "stderr")."""
+
+    mean: float
+    spread: float | None
+    spread_kind: str
+    n: int
+
+
+def _combine(values: list[Value]) -> Value | None:
+    """Mean over cells; std over them when there are several, else the one cell's stderr."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return Value(values[0].mean, values[0].spread, "stderr", 1)
+    means = [v.mean for v in values]
+    return Value(statistics.fmean(means), statistics.stdev(means), "std", len(values))
+
+
+@dataclass
+class CellScores:
+    """Per ok cell: retention per capability (and the mean over capabilities), under one metric kind."""
+
+    metric_kind: str
+    capabilities: list[str]
+    kinds: dict[str, list[str]]  # capability -> metric kinds its numbers use
+    per_cell: dict[str, dict[str, Value]]  # cell -> capability (or MEAN) -> Value
+
+
+def cell_scores(run: Run, metric_kind: str = "likelihood") -> CellScores:
+    chosen = select_rows(run, metric_kind)
+    excluded = {f.task for f in flagged_tasks(run)}
+    by_cell: dict[str, dict[str, list[Result]]] = {}
+    kinds: dict[str, list[str]] = {}
+    for (cell, task), r in chosen.items():
+        if task in excluded or r.retention is None:
+            continue
+        by_cell.setdefault(cell, {}).setdefault(r.capability, []).append(r)
+        kinds.setdefault(r.capability, [])
+        if r.metric_kind not in kinds[r.capability]:
+            kinds[r.capability].append(r.metric_kind)
+    capabilities = capability_order(r.capability for r in run.results if r.capability in kinds)
+    per_cell: dict[str, dict[str, Value]] = {}
+    for cell in run.cells:
+        caps = by_cell.get(cell)
+        if not caps:
+            continue
+        entry: dict[str, Value] = {}
+        for cap, rows in caps.items():
+            mean = statistics.fmean(r.retention for r in rows)
+            errs = [r.retention_stderr for r in rows]
+            # Standard error of a mean of independent task retentions.
+            stderr = math.sqrt(sum(e * e for e in errs)) / len(errs) if all(e is not None for e in errs) else None
+            entry[cap] = Value(mean, stderr, "stderr", 1)
+        cap_values = [entry[c] for c in capabilities if c in entry]
+        errs = [v.spread for v in cap_values]
+        stderr = math.sqrt(sum(e * e for e in errs)) / len(errs) if all(e is not None for e in errs) else None
+        entry[MEAN] = Value(statistics.fmean(v.mean for v in cap_values), stderr, "stderr", 1)
+        per_cell[cell] = entry
+    return CellScores(metric_kind, capabilities, {c: kinds[c] for c in capabilities}, per_cell)
+
+
+def kind_label(kinds: list[str]) -> str:
+    return " + ".join(KIND_LABEL.get(k, k) for k in kinds)
+
+
+# --------------------------------------------------------------------------- headline table
+
+
+@dataclass
+class Entry:
+    value: Value
+    best: bool = False
+    marks: str = ""  # "*": significantly better than the baseline on a task; "†": worse
+
+
+@dataclass
+class HeadlineRow:
+    compression: str
+    curation: str
+    settings: tuple[tuple[str, str], ...]
+    cells: list[str]
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+
+@dataclass
+class Headline:
+    metric_kind: str
+    columns: list[str]  # capabilities, then MEAN
+    kinds: dict[str, list[str]]
+    setting_keys: list[str]
+    rows: list[HeadlineRow]
+
+
+def _significance(run: Run, chosen: dict[tuple[str, str], Result], cells: list[str], capability: str,
+                  excluded: set[str]) -> str:
+    up = down = False
+    for (cell, task), r in chosen.items():
+        if cell in cells and r.capability == capability and task not in excluded and r.significant:
+            if (r.delta_vs_baseline or 0.0) > 0:
+                up = True
+            elif (r.delta_vs_baseline or 0.0) < 0:
+                down = True
+    return ("*" if up else "") + ("†" if down else "")
+
+
+def headline_table(run: Run, metric_kind: str = "likelihood") -> Headline:
+    """Rows (compression, curation, swept settings) x capability columns (+ mean), over seeds."""
+    scores = cell_scores(run, metric_kind)
+    chosen = select_rows(run, metric_kind)
+    excluded = {f.task for f in flagged_tasks(run)}
+    groups: dict[tuple, list[str]] = {}
+    for c in run.ok_cells:
+        if c.cell in scores.per_cell:
+            groups.setdefault((c.compression, c.curation, c.settings), []).append(c.cell)
+    compressions, curations = run.compressions, run.curations
+    order = sorted(groups, key=lambda k: (compressions.index(k[0]), [sort_key(v) for _, v in k[2]],
+                                          curations.index(k[1])))
+    columns = [*scores.capabilities, MEAN]
+    rows = []
+    for key in order:
+        row = HeadlineRow(key[0], key[1], key[2], groups[key])
+        for col in columns:
+            value = _combine([scores.per_cell[c][col] for c in row.cells if col in scores.per_cell[c]])
+            if value is not None:
+                marks = "" if col == MEAN or key[1] == run.baseline else _significance(
+                    run, chosen, row.cells, col, excluded)
+                row.entries[col] = Entry(value, marks=marks)
+        rows.append(row)
+    # Best per column among the curations of one compression method at one setting.
+    blocks: dict[tuple, list[HeadlineRow]] = {}
+    for row in rows:
+        blocks.setdefault((row.compression, row.settings), []).append(row)
+    for block in blocks.values():
+        if len(block) < 2:
+            continue
+        for col in columns:
+            present = [r.entries[col] for r in block if col in r.entries]
+            if len(present) >= 2:
+                top = max(e.value.mean for e in present)
+                for e in present:
+                    e.best = math.isclose(e.value.mean, top, rel_tol=0, abs_tol=1e-12)
+    return Headline(metric_kind, columns, {**scores.kinds, MEAN: []}, run.setting_keys, rows)
+
+
+# --------------------------------------------------------------------------- charts' data
+
+
+def bar_data(run: Run, scores: CellScores) -> dict[str, dict[tuple[str, str], Value]]:
+    """compression -> (capability or MEAN, curation) -> retention over all its cells (seeds, settings)."""
+    out: dict[str, dict[tuple[str, str], Value]] = {}
+    for comp in run.compressions:
+        chart: dict[tuple[str, str], Value] = {}
+        for cur in run.curations:
+            cells = [c.cell for c in run.ok_cells if c.compression == comp and c.curation == cur
+                     and c.cell in scores.per_cell]
+            for col in [*scores.capabilities, MEAN]:
+                value = _combine([scores.per_cell[c][col] for c in cells if col in scores.per_cell[c]])
+                if value is not None:
+                    chart[(col, cur)] = value
+        if chart:
+            out[comp] = chart
+    return out
+
+
+def sweep_slice(run: Run, key: str) -> tuple[dict[str, str], bool]:
+    """Which cells a curve over ``key`` uses: ({other key: fixed value}, pooled).
+
+    A full product of the swept values (sweep: {seq_len: [..], n: [..]}) is pooled over the other
+    keys. A union of one-at-a-time sweeps (sweeps: [{seq_len: [..]}, {n: [..]}]) varies one key
+    while the others sit at their default; pooling there would mix the other sweep into the
+    default's point, so the other keys are held at their most common value (the default).
+    """
+    settings = {c.settings for c in run.ok_cells}
+    keys = run.setting_keys
+    if not settings:
+        return {}, True
+    values = {k: _unique(dict(s)[k] for s in settings) for k in keys}
+    if len(settings) == math.prod(len(v) for v in values.values()):
+        return {}, True
+    fixed = {}
+    for other in keys:
+        if other != key:
+            counts = [dict(c.settings)[other] for c in run.ok_cells]
+            fixed[other] = max(values[other], key=counts.count)
+    return fixed, False
+
+
+def sweep_data(run: Run, scores: CellScores, key: str) -> dict[str, dict[str, dict[str, Value]]]:
+    """compression -> curation -> swept value -> mean retention over capabilities, over seeds (see sweep_slice)."""
+    fixed, _ = sweep_slice(run, key)
+    out: dict[str, dict[str, dict[str, Value]]] = {}
+    for comp in run.compressions:
+        lines: dict[str, dict[str, Value]] = {}
+        for cur in run.curations:
+            by_value: dict[str, list[Value]] = {}
+            for c in run.ok_cells:
+                settings = dict(c.settings)
+                if (c.compression == comp and c.curation == cur and c.cell in scores.per_cell
+                        and all(settings[k] == v for k, v in fixed.items())):
+                    by_value.setdefault(settings[key], []).append(scores.per_cell[c.cell][MEAN])
+            if by_value:
+                lines[cur] = {v: _combine(vals) for v, vals in by_value.items()}
+        if lines:
+            out[comp] = lines
+    return out
+
+
+def sweep_values(run: Run, key: str) -> list[str]:
+    fixed, _ = sweep_slice(run, key)
+    return sorted(_unique(dict(c.settings)[key] for c in run.ok_cells
+                          if all(dict(c.settings)[k] == v for k, v in fixed.items())), key=sort_key)
+
+
+@dataclass(frozen=True)
+class Correlation:
+    score: str
+    points: list[tuple[str, float, float]]  # (cell, score, mean retention)
+    rho: float | None
+    p_value: float | None
+    # Within one compression setting: a compression's overall loss does not mix into the ranking.
+    by_compression: dict[str, tuple[float | None, float | None, int]] = field(default_factory=dict)
+
+
+def spearman(xs: list[float], ys: list[float]) -> tuple[float | None, float | None]:
+    """scipy's Spearman rho and p, or (None, None) below 3 points or without spread on an axis."""
+    from scipy.stats import spearmanr
+
+    if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return None, None
+    result = spearmanr(xs, ys)
+    return float(result.statistic), float(result.pvalue)
+
+
+def score_correlations(run: Run, scores: CellScores) -> list[Correlation]:
+    """Spearman rank correlation of each activation-space score with the cell's mean retention."""
+    out = []
+    for name in SCORES:
+        points = [(c.cell, c.scores[name], scores.per_cell[c.cell][MEAN].mean)
+                  for c in run.ok_cells if c.scores.get(name) is not None and c.cell in scores.per_cell]
+        if not points:
+            continue
+        rho, p = spearman([x for _, x, _ in points], [y for _, _, y in points])
+        by_comp = {}
+        for comp in run.compressions:
+            mine = [(x, y) for cell, x, y in points if run.cells[cell].compression == comp]
+            if mine:
+                by_comp[comp] = (*spearman([x for x, _ in mine], [y for _, y in mine]), len(mine))
+        out.append(Correlation(name, points, rho, p, by_comp))
+    return out
+
+
+@dataclass(frozen=True)
+class ActivationMap:
+    cell: str
+    curation: str
+    projection: str
+    points: list[tuple[float, float, str, bool]]  # x, y, source, selected
+
+
+def choose_map_cell(run: Run, cell: str | None) -> str | None:
+    """The cell whose activation map to show: ``cell``, or the first with a map (curation "cola" first)."""
+    if cell is not None:
+        if cell not in run.cells:
+            raise ColakitError(f"unknown cell {cell!r}", f"valid cells: {', '.join(run.cells)}")
+        if run.map_path(cell) is None:
+            with_maps = [c for c in run.cells if run.map_path(c)]
+            hint = f"cells with one: {', '.join(with_maps)}" if with_maps else "no cell of this run has one"
+            raise ColakitError(f"cell {cell!r} has no cells/{cell}/activation_map.json", hint)
+        return cell
+    with_maps = [c for c in run.cells if run.map_path(c)]
+    cola = [c for c in with_maps if run.cells[c].curation == "cola"]
+    return (cola or with_maps or [None])[0]
+
+
+def load_map(run: Run, cell: str) -> ActivationMap:
+    path = run.map_path(cell)
+    try:
+        data = json.loads(path.read_text())
+        points = [(float(p["x"]), float(p["y"]), str(p.get("source", "?")), bool(p.get("selected", False)))
+                  for p in data["points"]]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ColakitError(f"{path} is malformed ({type(err).__name__}: {err})",
+                           "rerun the cell with `colakit run`, or pick another with --cell") from None
+    points = [p for p in points if math.isfinite(p[0]) and math.isfinite(p[1])]
+    return ActivationMap(cell, str(data.get("curation", run.cells[cell].curation)), str(data.get("projection", "pca")),
+                         points)
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    """One task metric of one table row, over its seeds (both metric kinds are listed)."""
+
+    compression: str
+    curation: str
+    settings: tuple[tuple[str, str], ...]
+    task: str
+    capability: str
+    metric: str
+    metric_kind: str
+    dense_value: float | None
+    value: float | None
+    retention: Value | None
+    delta_vs_baseline: float | None
+    p_adjusted: list[float]
+    marks: str
+    flagged: bool
+
+
+def task_details(run: Run) -> list[TaskDetail]:
+    groups: dict[tuple, list[Result]] = {}
+    for r in run.results:
+        c = run.cells[r.cell]
+        groups.setdefault((c.compression, c.curation, c.settings, r.task, r.metric), []).append(r)
+    caps = capability_order(r.capability for r in run.results)
+    compressions, curations = run.compressions, run.curations
+    kind_rank = {"perplexity": 0, "likelihood": 1, "accuracy": 2}
+
+    def order(item):
+        (comp, cur, settings, task, _), rows = item
+        return (compressions.index(comp), [sort_key(v) for _, v in settings], curations.index(cur),
+                caps.index(rows[0].capability), task, kind_rank.get(rows[0].metric_kind, 3))
+
+    out = []
+    for (comp, cur, settings, task, metric), rows in sorted(groups.items(), key=order):
+        first = rows[0]
+        kept = [r for r in rows if r.retention is not None]
+        retention = _combine([Value(r.retention, r.retention_stderr, "stderr", 1) for r in kept])
+        deltas = [r.delta_vs_baseline for r in rows if r.delta_vs_baseline is not None]
+        up = any(r.significant and (r.delta_vs_baseline or 0) > 0 for r in rows)
+        down = any(r.significant and (r.delta_vs_baseline or 0) < 0 for r in rows)
+        values = [r.value for r in rows if r.value is not None]
+        dense = [r.dense_value for r in rows if r.dense_value is not None]
+        out.append(TaskDetail(
+            comp, cur, settings, task, first.capability, metric, first.metric_kind,
+            statistics.fmean(dense) if dense else None, statistics.fmean(values) if values else None, retention,
+            statistics.fmean(deltas) if deltas else None, sorted(r.p_adjusted for r in rows if r.p_adjusted is not None),
+            ("*" if up else "") + ("†" if down else ""), any(r.flagged for r in rows)))
+    return out
+
+
+# --------------------------------------------------------------------------- text shared by html and markdown
+
+METRIC_DEFINITION = ("retention = compressed/dense for accuracies, dense/compressed for perplexity and bits per byte "
+                     "(1.0 = nothing lost, higher is better)")
+SPREAD_NOTE = "± is the standard deviation over seeds; with one seed, the standard error"
+SIGNIFICANCE_NOTE = ("* a task of this capability is significantly better than the baseline curation "
+                     "(multiple-comparison corrected p), † significantly worse")
+BEST_MARK = "▲"
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def fmt_value(value: Value | None) -> str:
+    if value is None:
+        return ""
+    return f"{value.mean:.3f} ± {value.spread:.3f}" if value.spread is not None else f"{value.mean:.3f}"
+
+
+def spread_text(value: Value) -> str:
+    return f"std over {value.n} seeds" if value.spread_kind == "std" else "standard error (one seed)"
+
+
+def metric_kind_note(metric: str, metric_kind: str) -> str:
+    """The metric kind beside a metric's name, unless the name already says it (gold_bpb, perplexity)."""
+    label = KIND_LABEL.get(metric_kind, metric_kind)
+    return "" if label.replace(" ", "_") == metric or metric_kind == metric else f"({label})"
+
+
+def settings_label(settings: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings)
+
+
+def column_label(column: str) -> str:
+    return "mean" if column == MEAN else column

@@ -1,0 +1,76 @@
+"""The report's markdown summary (report.md): header, headline retention table, failures, flags, proxies.
+
+Meant for a terminal, a README or a pull-request comment; the HTML page has the charts.
+"""
+
+from __future__ import annotations
+
+from colakit.report import data as d
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _rho(rho: float | None, p: float | None, n: int) -> str:
+    return f"{rho:.3f} (p {p:.2g}, n {n})" if rho is not None else f"n/a (n {n})"
+
+
+def headline_markdown(run: d.Run, table: d.Headline) -> str:
+    """The headline table as a GitHub-flavoured markdown table."""
+    if not table.rows:
+        return "_No ok cell has a retention to show._\n"
+    head = ["compression", "curation", *table.setting_keys]
+    for col in table.columns:
+        sub = "over capabilities" if col == d.MEAN else d.kind_label(table.kinds.get(col, []))
+        head.append(f"{d.column_label(col)} ({sub})")
+    lines = ["| " + " | ".join(map(_escape, head)) + " |",
+             "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for r in table.rows:
+        cur = r.curation + (" (baseline)" if r.curation == run.baseline else "")
+        cells = [r.compression, cur, *(v for _, v in r.settings)]
+        for col in table.columns:
+            e = r.entries.get(col)
+            if e is None:
+                cells.append("–")
+                continue
+            text = d.fmt_value(e.value) + e.marks
+            cells.append(f"**{text}** {d.BEST_MARK}" if e.best else text)
+        lines.append("| " + " | ".join(map(_escape, cells)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
+    d.check_metric_kind(metric_kind)
+    table = d.headline_table(run, metric_kind)
+    scores = d.cell_scores(run, metric_kind)
+    ok, failed = len(run.ok_cells), len(run.failed_cells)
+    block = "compression method" + (" and setting" if table.setting_keys else "")
+    out = [f"# {run.name}: colakit report", "",
+           f"model **{run.model}**, baseline **{run.baseline or 'none'}**, {ok} cell(s) ok, {failed} failed; "
+           f"capability metric: **{metric_kind}**.", "",
+           f"{d.METRIC_DEFINITION}.", "",
+           headline_markdown(run, table),
+           f"Bold {d.BEST_MARK}: best curation in the column within each {block}. {d.SPREAD_NOTE}. "
+           f"{d.SIGNIFICANCE_NOTE}. Capability columns name the metric kind of their numbers; flagged tasks are "
+           "left out of every average.", ""]
+    correlations = d.score_correlations(run, scores)
+    if correlations:
+        comps = [c for c in run.compressions if any(c in corr.by_compression for corr in correlations)]
+        out += ["## Proxy scores vs mean retention (Spearman ρ, p)", "",
+                "| score | all cells | " + " | ".join(map(_escape, comps)) + " |", "|---|" + "---:|" * (1 + len(comps))]
+        for c in correlations:
+            cells = [_rho(c.rho, c.p_value, len(c.points)),
+                     *(_rho(*c.by_compression[k]) if k in c.by_compression else "" for k in comps)]
+            out.append(f"| {c.score} | " + " | ".join(cells) + " |")
+        out.append("")
+    if run.failed_cells:
+        out += ["## Failed cells", ""]
+        out += [f"- `{c.cell}`: {c.error or '(no message)'}".replace("\n", " ") for c in run.failed_cells]
+        out.append("")
+    flagged = d.flagged_tasks(run)
+    if flagged:
+        out += ["## Flagged tasks", ""]
+        out += [f"- {f.task} ({f.capability}): {f.reason}" for f in flagged]
+        out.append("")
+    return "\n".join(out)
