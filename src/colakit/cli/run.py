@@ -1,0 +1,80 @@
+"""``colakit run``: a grid of curation x compression x settings x seeds, from one YAML config."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from colakit.cli.app import app, console
+
+
+class _GridProgress:
+    """Two bars: the grid (cells, with ETA) and the current stage of the current cell."""
+
+    def __init__(self, progress: Progress, n_tasks: int):
+        self.progress, self.n_tasks = progress, n_tasks
+        self.grid = progress.add_task("grid", total=None)
+        self.stage = progress.add_task("", total=n_tasks)
+
+    def __call__(self, stage, cell, done, total):
+        if stage == "grid":
+            self.progress.update(self.grid, total=total, completed=done,
+                                 description=f"grid ({cell or 'dense model'})" if done else "grid")
+        elif stage == "task":
+            self.progress.advance(self.stage)
+            self.progress.update(self.stage, description=f"{cell}: evaluated {done}")
+        else:
+            if stage in ("evaluate",):
+                self.progress.reset(self.stage, total=self.n_tasks)
+            self.progress.update(self.stage, description=f"{cell}: {stage}")
+
+
+@app.command("run")
+def run_command(
+    config: Path = typer.Argument(..., help="Grid config (YAML), e.g. configs/general.yaml."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory; an existing one is resumed (finished cells kept)."),
+    seeds: str = typer.Option(None, "--seeds", help="Run only these seeds, e.g. 0,1 (seeds the config lacks are "
+                              "added; the table keeps every finished cell)."),
+    cells: list[str] = typer.Option(None, "--cells", help="Run only cells whose id matches (shell pattern, "
+                                    "repeatable), e.g. --cells 'cola__*'. The table keeps every finished cell."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells and exit."),
+):
+    """Curate, compress and evaluate every cell of a grid; write RUNDIR/results.csv (then `colakit report`)."""
+    from colakit.errors import ColakitError
+    from colakit.evaluate.tasks import resolve_tasks
+    from colakit.grid import GridRunner, load_grid
+    from colakit.grid.runner import select_cells
+
+    grid = load_grid(config)
+    only_seeds = None
+    if seeds:
+        try:
+            only_seeds = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ColakitError(f"--seeds {seeds!r} is not a list of integers", "write e.g. --seeds 0,1,2") from None
+        grid.seeds += [s for s in only_seeds if s not in grid.seeds]
+    chosen = select_cells(grid.cells(), cells, only_seeds)
+    if dry_run:
+        table = Table("cell", "curation", "compression", "settings", "seed")
+        for c in chosen:
+            table.add_row(c.id, c.curation, c.compression, json.dumps(c.settings), str(c.seed))
+        console.print(table)
+        console.print(f"{len(chosen)} cells; evaluation: {grid.evaluate['tasks']}")
+        return
+    n_tasks = len(resolve_tasks(grid.evaluate["tasks"], grid.evaluate.get("limit")))
+    t0 = time.time()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        records = GridRunner(grid, out, _GridProgress(progress, n_tasks), only=cells, seeds=only_seeds).run()
+    failed = [r for r in records if r["status"] != "ok"]
+    console.print(f"{len(records) - len(failed)} cells ok, {len(failed)} failed, in {time.time() - t0:.0f}s; "
+                  f"table: {out / 'results.csv'}")
+    for r in failed:
+        console.print(f"[red]failed[/] {r['cell']}: {r['error']}", highlight=False)
+    console.print(f"next: colakit report {out} --out {out / 'report.html'}")

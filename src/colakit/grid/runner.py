@@ -1,0 +1,295 @@
+"""Run a grid: every cell curates, compresses and evaluates; finished work is never redone.
+
+RUNDIR layout (each file written atomically, so a killed run resumes where it stopped)::
+
+    run.json                      the resolved config, sweeps, baseline
+    dense/eval.json               the dense model, evaluated once (per-task checkpoints beside it)
+    calib/<calib_key>/            CalibrationSets, shared by the cells that differ only in compression
+    calib/<calib_key>.score.json  activation-space proxy scores of that set
+    cells/<cell>/cell.json        status (ok | failed + error), timings, parameters
+    cells/<cell>/eval.json        the compressed model's evaluation
+    cells/<cell>/activation_map.json   2-D map of the candidate pool, selected samples marked
+    results.csv, results.parquet  the tidy table: one row per cell x task x metric kind
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from colakit.cache import write_json_atomic
+from colakit.errors import ColakitError
+from colakit.grid.config import Cell, GridConfig
+
+log = logging.getLogger(__name__)
+
+
+def _check_writable(rundir: Path) -> None:
+    try:
+        rundir.mkdir(parents=True, exist_ok=True)
+        probe = rundir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ColakitError(f"cannot write to the run directory {rundir}: {err.strerror}",
+                           "choose a writable --out") from None
+
+
+def _check_same_grid(rundir: Path, grid: GridConfig) -> None:
+    """Resuming into a directory made by another config would mix results: refuse."""
+    path = rundir / "run.json"
+    if path.exists():
+        old = json.loads(path.read_text()).get("fingerprint")
+        if old and old != grid.fingerprint() and (rundir / "cells").exists():
+            known = {c.id for c in grid.cells()}
+            stale = [p.name for p in (rundir / "cells").iterdir() if p.name not in known]
+            if stale:
+                log.warning("%s holds %d cells this config does not define (e.g. %s); they are left out of the table",
+                            rundir, len(stale), stale[0])
+
+
+def write_run_json(rundir: Path, grid: GridConfig) -> None:
+    from colakit import __version__
+
+    write_json_atomic(rundir / "run.json", {
+        "name": grid.name, "model": grid.model, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "colakit_version": __version__, "baseline": grid.baseline, "sweeps": grid.sweeps,
+        "fingerprint": grid.fingerprint(), "cells": [c.id for c in grid.cells()], "config": grid.raw,
+    })
+
+
+def curate_config(grid: GridConfig, cell: Cell):
+    """The CurateConfig of a cell: curation params, then the cell's settings, then its seed."""
+    from colakit.curate import CurateConfig, defaults_for
+    from colakit.features import FeatureConfig
+
+    params = dict(grid.curation[cell.curation].params)
+    method_aware = params.pop("for_compression", False)
+    compression = grid.compression[cell.compression].params["method"] if method_aware else None
+    params.update(cell.settings)
+    defaults = defaults_for(compression) if compression else {}
+    for key in ("n", "seq_len"):
+        params.setdefault(key, defaults.get(key, CurateConfig.__dataclass_fields__[key].default))
+    features = FeatureConfig(**{**(params.pop("features", None) or {}), "device": grid.device, "dtype": grid.dtype})
+    return CurateConfig(model=grid.model, seed=cell.seed, compression=compression, features=features,
+                        method_params=params.pop("params", None) or {}, **params)
+
+
+def pool_features(config, tokenizer):
+    """The candidate pool and its features in the space curation used (the feature store makes this a cache hit)."""
+    from colakit.coverage import target_weights
+    from colakit.curate import build_pool, build_probes, features_with_probes
+    from colakit.features import extract_features
+    from colakit.select import get_selector
+
+    pool, _ = build_pool(config, tokenizer)
+    if getattr(get_selector(config.method, **config.method_params), "uses_coverage", False):
+        weights = target_weights(config.target, config.weights)
+        probes = build_probes(config, tokenizer, [c for c, w in weights.items() if w > 0])
+        feats, _ = features_with_probes(pool, probes, config.model, model=None, tokenizer=tokenizer,
+                                        config=config.features)
+    else:
+        feats = extract_features(pool, config.model, tokenizer=tokenizer, config=config.features)
+    return pool, feats
+
+
+def calib_dir(rundir: Path, grid: GridConfig, cell: Cell) -> Path:
+    aware = grid.curation[cell.curation].params.get("for_compression", False)
+    return rundir / "calib" / (cell.calib_key + (f"__for-{cell.compression}" if aware else ""))
+
+
+class GridRunner:
+    """Runs the cells of ``grid`` into ``rundir``; ``progress`` receives (stage, cell, done, total) events."""
+
+    def __init__(self, grid: GridConfig, rundir: str | Path, progress=None, only: list[str] | None = None,
+                 seeds: list[int] | None = None):
+        self.grid, self.rundir, self.only, self.seeds = grid, Path(rundir), only, seeds
+        self.progress = progress or (lambda *a, **k: None)
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from colakit.models import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.grid.model)
+        return self._tokenizer
+
+    # ------------------------------------------------------------------ stages
+
+    def dense(self) -> dict:
+        from colakit.evaluate import evaluate_model, read_results
+
+        out = self.rundir / "dense" / "eval.json"
+        if out.exists():
+            return read_results(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.progress("evaluate", "dense", 0, 1)
+        return evaluate_model(self.grid.model, self.grid.evaluate["tasks"], **self._eval_kwargs(), out=out,
+                              on_task=self._on_task("dense"))
+
+    def _eval_kwargs(self) -> dict:
+        from colakit.evaluate import EvalConfig
+
+        ev = self.grid.evaluate
+        config = EvalConfig(seed=ev["seed"], **({"ppl_seq_len": ev["ppl_seq_len"]} if "ppl_seq_len" in ev else {}))
+        return {"limit": ev.get("limit"), "seed": ev["seed"], "device": self.grid.device, "dtype": self.grid.dtype,
+                "config": config}
+
+    def _on_task(self, label: str):
+        def on_task(name, result):
+            self.progress("task", label, name, result)
+        return on_task
+
+    def curate(self, cell: Cell) -> Path:
+        from colakit.curate import curate
+
+        out = calib_dir(self.rundir, self.grid, cell)
+        if not (out / "manifest.json").exists():
+            self.progress("curate", cell.id, 0, 1)
+            curate(curate_config(self.grid, cell), out=out, overwrite=True, tokenizer=self.tokenizer)
+        return out
+
+    def score(self, cell: Cell, calib: Path) -> dict | None:
+        if self.grid.score is None:
+            return None
+        path = calib.with_name(calib.name + ".score.json")
+        if path.exists():
+            return json.loads(path.read_text())
+        from colakit.features import FeatureConfig
+        from colakit.score import score_set
+
+        self.progress("score", cell.id, 0, 1)
+        sc = self.grid.score
+        result = score_set(calib, model=self.grid.model, target=sc["target"], probes_per_capability=sc["probes"],
+                           features=FeatureConfig(layers=sc["feature_layers"], device=self.grid.device,
+                                                  dtype=self.grid.dtype), tokenizer=self.tokenizer)
+        write_json_atomic(path, result)
+        return result
+
+    def activation_map(self, cell: Cell, calib: Path) -> None:
+        """2-D PCA map of the candidate pool's features, selected samples marked (feature-based curation only)."""
+        out = self.rundir / "cells" / cell.id / "activation_map.json"
+        config = curate_config(self.grid, cell)
+        from colakit.select import get_selector
+
+        if out.exists() or not self.grid.map or not get_selector(config.method, **config.method_params).needs_features:
+            return
+        from colakit.calibset import CalibrationSet
+
+        pool, feats = pool_features(config, self.tokenizer)  # the feature store makes this a cache hit
+        chosen = {(s.doc_id, s.start) for s in CalibrationSet.load(calib).samples}
+        centred = feats - feats.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        xy = centred @ vt[:2].T
+        write_json_atomic(out, {"cell": cell.id, "curation": cell.curation, "projection": "pca", "points": [
+            {"x": round(float(x), 5), "y": round(float(y), 5), "source": c.source,
+             "selected": (c.doc_id, c.start) in chosen} for c, (x, y) in zip(pool, xy)]})
+
+    def compress_and_evaluate(self, cell: Cell, calib: Path) -> tuple[dict, dict]:
+        from colakit.compress import CompressionConfig, compress_to_dir
+        from colakit.evaluate import evaluate_model, read_results
+
+        cdir = self.rundir / "cells" / cell.id
+        model_dir, eval_out = cdir / "model", cdir / "eval.json"
+        report_path = cdir / "compression.json"
+        if not eval_out.exists():
+            if not (model_dir / "compression.json").exists():
+                shutil.rmtree(model_dir, ignore_errors=True)
+                params = dict(self.grid.compression[cell.compression].params)
+                backend = params.pop("backend", "builtin")
+                self.progress("compress", cell.id, 0, 1)
+                compress_to_dir(self.grid.model, calib, model_dir, CompressionConfig(**params),
+                                device=self.grid.device, dtype=self.grid.dtype, backend=backend)
+                shutil.copyfile(model_dir / "compression.json", report_path)
+            self.progress("evaluate", cell.id, 0, 1)
+            results = evaluate_model(str(model_dir), self.grid.evaluate["tasks"], **self._eval_kwargs(),
+                                     out=eval_out, on_task=self._on_task(cell.id))
+        else:
+            results = read_results(eval_out)
+        if not self.grid.keep_models:
+            shutil.rmtree(model_dir, ignore_errors=True)  # 4 bytes/parameter per cell: the results are what stays
+        return json.loads(report_path.read_text()), results
+
+    # ------------------------------------------------------------------ the grid
+
+    def run_cell(self, cell: Cell) -> dict:
+        cdir = self.rundir / "cells" / cell.id
+        status_path = cdir / "cell.json"
+        if status_path.exists():
+            status = json.loads(status_path.read_text())
+            if status["status"] == "ok":
+                return status
+        cdir.mkdir(parents=True, exist_ok=True)
+        record = {"cell": cell.id, "curation": cell.curation, "compression": cell.compression,
+                  "settings": cell.settings, "seed": cell.seed}
+        times = {}
+        try:
+            t0 = time.time()
+            calib = self.curate(cell)
+            self.score(cell, calib)
+            self.activation_map(cell, calib)
+            times["curate_s"] = time.time() - t0
+            t0 = time.time()
+            report, results = self.compress_and_evaluate(cell, calib)
+            times["compress_s"] = report.get("wall_time_s", float("nan"))
+            times["eval_s"] = results.get("wall_time_s", time.time() - t0)
+            record.update(status="ok", calib=str(calib.relative_to(self.rundir)), **times)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # noqa: BLE001 -- one failing cell is recorded; the grid goes on
+            message = str(err) if isinstance(err, ColakitError) else f"{type(err).__name__}: {err}"
+            (cdir / "traceback.txt").write_text(traceback.format_exc())
+            record.update(status="failed", error=message, **times)
+            log.warning("cell %s failed: %s", cell.id, message)
+        write_json_atomic(status_path, record)
+        return record
+
+    def run(self) -> list[dict]:
+        _check_writable(self.rundir)
+        _check_same_grid(self.rundir, self.grid)
+        write_run_json(self.rundir, self.grid)
+        cells = select_cells(self.grid.cells(), self.only, self.seeds)
+        self.progress("grid", None, 0, len(cells))
+        self.dense()
+        records = []
+        for i, cell in enumerate(cells):
+            records.append(self.run_cell(cell))
+            self.progress("grid", cell.id, i + 1, len(cells))
+        from colakit.grid.table import write_table
+
+        write_table(self.rundir, self.grid)
+        return records
+
+
+def select_cells(cells: list[Cell], patterns: list[str] | None, seeds: list[int] | None = None) -> list[Cell]:
+    """The cells whose id matches one of the shell-style ``patterns`` and whose seed is in ``seeds`` (None: any)."""
+    chosen = [c for c in cells if (not patterns or any(fnmatch.fnmatchcase(c.id, p) for p in patterns))
+              and (seeds is None or c.seed in seeds)]
+    if not chosen:
+        raise ColakitError(f"no cell matches {', '.join(patterns or [])} with seeds {seeds}",
+                           f"cell ids look like {cells[0].id}; see `colakit run CONFIG --out DIR --dry-run`")
+    return chosen
+
+
+def run_grid(config: str | Path | GridConfig, rundir: str | Path, progress=None,
+             only: list[str] | None = None) -> list[dict]:
+    """Run (or resume) a grid; returns one status record per cell run. The tidy table lands in ``rundir``.
+
+    ``only`` restricts the run to cells matching shell-style patterns (the table still holds every
+    finished cell), so a grid can be filled in over several runs or machines sharing ``rundir``.
+    """
+    from colakit.grid.config import load_grid
+
+    grid = config if isinstance(config, GridConfig) else load_grid(config)
+    return GridRunner(grid, rundir, progress, only).run()
+
+
+__all__ = ["GridRunner", "run_grid", "curate_config", "calib_dir", "pool_features", "select_cells", "write_run_json"]

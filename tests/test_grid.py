@@ -1,0 +1,180 @@
+"""``colakit run``: grid configs (validation with line numbers), cells, and a tiny grid end to end with resume."""
+
+import csv
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from colakit.cli import app
+from colakit.errors import ColakitError
+from colakit.grid import load_grid, parse_grid, run_grid
+from tiny_models import tiny_model, tiny_tokenizer
+
+BASE = {
+    "model": "m", "seeds": [0],
+    "curation": {"random-c4": {"method": "random", "sources": ["c4"]}},
+    "compression": {"gptq-w4": {"method": "gptq", "bits": 4, "group_size": 32}},
+    "evaluate": {"tasks": "ppl_wiki:2"},
+}
+
+
+def write(tmp_path, cfg, name="grid.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def test_every_shipped_config_parses():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    assert {p.stem for p in configs} >= {"general", "domain", "q1", "q3", "demo"}
+    for path in configs:
+        grid = load_grid(path)
+        assert grid.cells(), path
+    general = load_grid(Path(__file__).parent.parent / "configs" / "general.yaml")
+    assert set(general.curation) >= {"random-wiki", "random-c4", "self-gen", "cola", "self-cal", "zipcal",
+                                     "mix-uniform", "igsp"}
+    assert {v.params["method"] for v in general.compression.values()} == {"sparsegpt", "wanda", "gptq", "awq"}
+    q3 = load_grid(Path(__file__).parent.parent / "configs" / "q3.yaml")
+    assert len(q3.curation) * len(q3.seeds) >= 20  # at least 20 calibration sets
+
+
+def test_unknown_key_names_its_line_and_the_valid_keys(tmp_path):
+    cfg = {**BASE, "curation": {"random-c4": {"method": "random", "sources": ["c4"], "seqlen": 128}}}
+    path = write(tmp_path, cfg)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "seqlen" in text)
+    with pytest.raises(ColakitError, match=rf"line {line}: unknown key 'seqlen'") as err:
+        load_grid(path)
+    assert "seq_len" in err.value.hint
+    with pytest.raises(ColakitError, match=r"unknown key 'seed' in the grid config"):
+        load_grid(write(tmp_path, {**BASE, "seed": 1}))
+
+
+def test_unknown_method_lists_the_valid_ones(tmp_path):
+    cfg = {**BASE, "curation": {"x": {"method": "kmeans", "sources": ["c4"]}}}
+    with pytest.raises(ColakitError, match=r"line \d+: unknown curation method 'kmeans'") as err:
+        load_grid(write(tmp_path, cfg))
+    assert "cola" in err.value.hint and "self-gen" in err.value.hint
+    with pytest.raises(ColakitError, match="unknown compression method"):
+        parse_grid({**BASE, "compression": {"c": {"method": "obc"}}})
+
+
+def test_impossible_combinations_are_refused():
+    with pytest.raises(ColakitError, match="pattern applies to pruning, not awq"):
+        parse_grid({**BASE, "compression": {"awq": {"method": "awq", "pattern": "2:4"}}})
+    with pytest.raises(ColakitError, match="sparsity applies to pruning, not gptq"):
+        parse_grid({**BASE, "compression": {"g": {"method": "gptq", "sparsity": 0.5}}})
+    with pytest.raises(ColakitError, match="N must be between 1 and M-1"):
+        parse_grid({**BASE, "compression": {"w": {"method": "wanda", "pattern": "4:4"}}})
+    with pytest.raises(ColakitError, match="baseline 'nope' is not a curation label"):
+        parse_grid({**BASE, "baseline": "nope"})
+    with pytest.raises(ColakitError, match="unknown task"):
+        parse_grid({**BASE, "evaluate": {"tasks": "ppl_nowhere"}})
+
+
+def test_sweeps_are_a_union_of_products_and_cells_are_named_by_their_settings():
+    grid = parse_grid({**BASE, "seeds": [0, 1], "sweeps": [{"seq_len": [128, 256]}, {"n": [16, 32], "format": ["plain"]}]})
+    assert grid.settings == [{"seq_len": 128}, {"seq_len": 256}, {"n": 16, "format": "plain"},
+                             {"n": 32, "format": "plain"}]
+    assert grid.sweeps == {"seq_len": [128, 256], "n": [16, 32], "format": ["plain"]}
+    ids = [c.id for c in grid.cells()]
+    assert len(ids) == len(set(ids)) == 8
+    assert "random-c4__gptq-w4__seq_len128__s1" in ids
+    assert grid.cells()[0].calib_key == "random-c4__seq_len128__s0"
+
+
+def test_unwritable_output_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ColakitError, match="cannot write to the run directory"):
+        run_grid(parse_grid(BASE), blocker / "run")
+
+
+@pytest.fixture
+def tiny_grid(tmp_path):
+    model_dir = tmp_path / "tiny"
+    tok = tiny_tokenizer()
+    tiny_model("llama", vocab=len(tok)).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    cfg = {
+        "name": "tiny", "model": str(model_dir), "seeds": [0], "baseline": "random-c4",
+        "defaults": {"n": 4, "seq_len": 32},
+        "curation": {"random-c4": {"method": "random", "sources": ["c4"]},
+                     "cola": {"method": "cola", "sources": ["c4", "wiki"], "pool_per_source": 12,
+                              "probes_per_capability": 2}},
+        "compression": {"gptq-w4": {"method": "gptq", "bits": 4, "group_size": 32},
+                        "wanda-50": {"method": "wanda", "sparsity": 0.5},
+                        # 48 does not divide the tiny model's 64 input features: fails when the cell runs
+                        "gptq-g48": {"method": "gptq", "bits": 4, "group_size": 48}},
+        "evaluate": {"tasks": "ppl_wiki:2,arc_easy:6", "ppl_seq_len": 64},
+        "score": {"probes": 2, "feature_layers": "all"},
+    }
+    return tmp_path, write(tmp_path, cfg)
+
+
+@pytest.mark.integration
+def test_tiny_grid_end_to_end_with_a_failing_cell_and_resume(tiny_grid, monkeypatch):
+    tmp_path, config = tiny_grid
+    rundir = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(config), "--out", str(rundir)])
+    assert result.exit_code == 0, result.output
+    assert "4 cells ok, 2 failed" in result.output
+    rows = list(csv.DictReader(open(rundir / "results.csv")))
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 2 and all("group size 48 does not divide" in r["error"] for r in failed)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {r["cell"] for r in ok} == {"random-c4__gptq-w4__s0", "random-c4__wanda-50__s0", "cola__gptq-w4__s0",
+                                       "cola__wanda-50__s0"}
+    kinds = {(r["task"], r["metric_kind"]) for r in ok}
+    assert kinds >= {("ppl_wiki", "perplexity"), ("arc_easy", "accuracy"), ("arc_easy", "likelihood")}
+    assert all(0 < float(r["retention"]) for r in ok)
+    cola = [r for r in ok if r["curation"] == "cola"]
+    assert all(r["p_value"] != "" and r["p_adjusted"] != "" for r in cola)  # paired against the baseline
+    assert all(r["proxy"] != "" for r in ok)
+    amap = json.loads((rundir / "cells" / "cola__gptq-w4__s0" / "activation_map.json").read_text())
+    assert sum(p["selected"] for p in amap["points"]) == 4 and {p["source"] for p in amap["points"]} == {"c4", "wiki"}
+    assert not (rundir / "cells" / "cola__gptq-w4__s0" / "model").exists()  # models are not kept by default
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(rundir / "results.parquet").num_rows == len(rows)
+
+    # a second run redoes nothing that finished: compressing or curating again would fail here
+    import colakit.compress as compress_mod
+    import colakit.curate as curate_mod
+
+    def boom(*a, **k):
+        raise AssertionError("finished work was redone")
+
+    monkeypatch.setattr(compress_mod, "compress_to_dir", boom)
+    monkeypatch.setattr(curate_mod, "curate", boom)
+    before = (rundir / "results.csv").read_text()
+    result = CliRunner().invoke(app, ["run", str(config), "--out", str(rundir), "--cells", "*gptq-w4*"])
+    assert result.exit_code == 0, result.output
+    assert (rundir / "results.csv").read_text() == before
+
+
+@pytest.mark.integration
+def test_a_killed_grid_resumes_where_it_stopped(tiny_grid):
+    from colakit.grid import GridRunner
+
+    tmp_path, config = tiny_grid
+    grid = load_grid(config)
+    grid.compression.pop("gptq-g48")
+    rundir = tmp_path / "run"
+    finished = []
+
+    def stop_after_first(stage, cell, done, total):
+        if stage == "grid" and done == 1:
+            finished.append(cell)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        GridRunner(grid, rundir, stop_after_first).run()
+    assert json.loads((rundir / "cells" / finished[0] / "cell.json").read_text())["status"] == "ok"
+    done_before = (rundir / "cells" / finished[0] / "cell.json").stat().st_mtime_ns
+    records = GridRunner(grid, rundir).run()
+    assert [r["status"] for r in records] == ["ok"] * 4
+    assert (rundir / "cells" / finished[0] / "cell.json").stat().st_mtime_ns == done_before
