@@ -111,6 +111,10 @@ def test_evaluate_records_items_stderr_and_is_deterministic(tmp_path):
     assert numbers(a) == numbers(b) and a["model"]["hash"] == b["model"]["hash"]
     assert json.loads((tmp_path / "r.json").read_text())["tasks"]["copa"]["item_ids"] == copa["item_ids"]
     assert a["capabilities"]["Commonsense"]["tasks"] == ["copa", "winogrande"]
+    flags = {n: t["flags"] for n, t in a["tasks"].items()}
+    assert all(set(f) >= {"chance", "reason"} for f in flags.values())
+    # one WinoGrande item: accuracy is within a standard error of chance, so it is flagged and left out
+    assert flags["winogrande"]["chance"] and "winogrande" in a["capabilities"]["Commonsense"]["flagged"]
 
 
 def test_evaluate_resumes_from_task_checkpoints(tmp_path, monkeypatch):

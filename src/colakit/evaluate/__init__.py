@@ -5,7 +5,8 @@ Public API::
     from colakit.evaluate import evaluate, evaluate_model, compare, EvalConfig
     results = evaluate(model, tokenizer, "quick", limit=None, seed=0, out="results.json")
     results = evaluate_model("smollm2-135m", "hellaswag,gsm8k", limit=50, seed=0)
-    retention = compare(compressed_results, dense_results)
+    retention = compare(compressed_results, dense_results)        # vs dense, both metric kinds, flags
+    pair = compare_models(results_a, results_b, dense_results)    # two compressed models, paired tests
 
 Tasks and suites live in ``colakit.evaluate.tasks`` (``REGISTRY``, ``SUITES``); the scoring
 engines are ``loglik.score_requests``, ``generate.generate``, ``perplexity.perplexity`` and
@@ -17,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from colakit.evaluate.results import read_results, write_results
+from colakit.evaluate.comparison import chance_flag, compare_models, paired_rows, retention_rows
 from colakit.evaluate.runner import EvalConfig, capabilities, compare, evaluate, model_hash, select_items
 from colakit.evaluate.tasks import CAPABILITIES, REGISTRY, SUITES, get_task, resolve_tasks
 
@@ -37,5 +39,6 @@ def evaluate_model(name: str | Path | None, tasks: str | list[str] = "quick", *,
                     model_dir=model_dir, allow_overlap=allow_overlap, on_task=on_task)
 
 
-__all__ = ["evaluate", "evaluate_model", "compare", "EvalConfig", "capabilities", "model_hash", "select_items",
+__all__ = ["evaluate", "evaluate_model", "compare", "compare_models", "retention_rows", "paired_rows", "chance_flag",
+           "EvalConfig", "capabilities", "model_hash", "select_items",
            "read_results", "write_results", "REGISTRY", "SUITES", "CAPABILITIES", "get_task", "resolve_tasks"]

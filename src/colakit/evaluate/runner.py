@@ -1,4 +1,7 @@
-"""One call evaluates a model on a suite: per-task scoring, per-item records, capabilities, retention."""
+"""One call evaluates a model on a suite: per-task scoring, per-item records, chance flags, capabilities.
+
+Comparisons (retention against dense, paired tests between two compressed models) live in
+``colakit.evaluate.comparison`` and are re-exported here."""
 
 from __future__ import annotations
 
@@ -18,10 +21,13 @@ import torch
 
 from colakit.errors import ColakitError
 from colakit.evaluate import results as res
+from colakit.evaluate.comparison import (  # noqa: F401  (compare and friends are part of this module's API)
+    chance_flag, compare, compare_models, paired_rows, primary_value, retention_rows,
+)
 from colakit.evaluate.generate import generate
 from colakit.evaluate.loglik import Request, score_requests
 from colakit.evaluate.sandbox import SandboxLimits, run_programs
-from colakit.evaluate.stats import mcnemar, mean_stderr, paired_bootstrap, ratio_stderr
+from colakit.evaluate.stats import mean_stderr
 from colakit.evaluate.tasks import (
     CAPABILITIES, LOWER_IS_BETTER, Task, code_program, get_task, gsm8k_correct, gsm8k_extract, gsm8k_messages,
     math_extract, math_normalise, resolve_tasks,
@@ -273,6 +279,7 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
                       "n": len(items), "item_ids": ids, "metrics": metrics, "items": records,
                       "wall_time_s": round(time.time() - t0, 2)}
             res.save_part(Path(out) if out else None, name, key, result)
+        result["flags"] = chance_flag(result)  # from the items, so checkpoints from older versions get it too
         out_tasks[name] = result
         if on_task:
             on_task(name, result)
@@ -289,66 +296,19 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
     return results
 
 
-def primary_value(task_result: dict) -> float:
-    return float(task_result["metrics"][task_result["primary"]])
+def capabilities(tasks: dict, *, include_flagged: bool = False) -> dict:
+    """Per capability: its tasks and the mean of their primary metrics (perplexities: lower is better).
 
-
-def capabilities(tasks: dict) -> dict:
-    """Per capability: its tasks and the mean of their primary metrics (perplexities: lower is better)."""
+    Tasks flagged as at chance (``flags.chance``) are listed under ``flagged`` and left out of the
+    score unless ``include_flagged``; a capability with only flagged tasks scores NaN.
+    """
     out = {}
     for cap in CAPABILITIES:
         names = [n for n, t in tasks.items() if t["capability"] == cap]
         if names:
-            out[cap] = {"tasks": names, "score": float(np.mean([primary_value(tasks[n]) for n in names])),
+            flagged = [n for n in names if (tasks[n].get("flags") or {}).get("chance")]
+            used = [n for n in names if include_flagged or n not in flagged]
+            score = float(np.mean([primary_value(tasks[n]) for n in used])) if used else float("nan")
+            out[cap] = {"tasks": names, "score": score, "flagged": flagged,
                         "higher_is_better": all(tasks[n]["higher_is_better"] for n in names)}
-    return out
-
-
-def compare(results: dict, dense: dict) -> dict:
-    """Retention of ``results`` (a compressed model) relative to ``dense``, per task and capability.
-
-    Retention = compressed / dense for accuracies and dense / compressed for perplexities and bits
-    per byte, so that 1.0 means nothing lost and higher is always better. Tasks evaluated on the
-    same items also get paired tests (McNemar on correctness, bootstrap on the primary per-item score).
-    """
-    per_task = {}
-    for name, comp in results["tasks"].items():
-        if name not in dense["tasks"]:
-            continue
-        base = dense["tasks"][name]
-        c, d = primary_value(comp), primary_value(base)
-        se_c = comp["metrics"].get(comp["primary"] + "_stderr", float("nan"))
-        se_d = base["metrics"].get(base["primary"] + "_stderr", float("nan"))
-        if comp["higher_is_better"]:
-            r, r_se = (c / d if d else float("nan")), ratio_stderr(c, se_c, d, se_d)
-        else:
-            r, r_se = (d / c if c else float("nan")), ratio_stderr(d, se_d, c, se_c)
-        entry = {"compressed": c, "dense": d, "retention": r, "retention_stderr": r_se, "metric": comp["primary"],
-                 "same_items": comp["item_ids"] == base["item_ids"]}
-        if entry["same_items"]:
-            entry.update(_paired(comp, base))
-        per_task[name] = entry
-    per_cap = {}
-    for cap in CAPABILITIES:
-        values = [v["retention"] for n, v in per_task.items() if results["tasks"][n]["capability"] == cap]
-        if values:
-            per_cap[cap] = {"retention": float(np.mean(values)), "tasks": len(values)}
-    return {"definition": "compressed/dense for accuracies; dense/compressed for perplexity and bits per byte "
-                          "(higher is better, 1.0 = no loss)",
-            "dense_model": dense["model"], "compressed_model": results["model"], "tasks": per_task,
-            "capabilities": per_cap}
-
-
-def _paired(comp: dict, base: dict) -> dict:
-    key = next((k for k in ("correct", "acc_norm" if comp["primary"] == "acc_norm" else "acc")
-                if comp["items"] and k in comp["items"][0]), None)
-    out = {}
-    if key is not None:
-        a = [bool(r[key]) for r in base["items"]]
-        b = [bool(r[key]) for r in comp["items"]]
-        out["mcnemar"] = mcnemar(a, b)
-        out["paired_bootstrap"] = paired_bootstrap(np.array(a, float), np.array(b, float), n_resamples=2000)
-    elif comp["items"] and "bits_per_byte" in comp["items"][0]:
-        out["paired_bootstrap_bpb"] = paired_bootstrap([r["bits_per_byte"] for r in base["items"]],
-                                                       [r["bits_per_byte"] for r in comp["items"]], n_resamples=2000)
     return out

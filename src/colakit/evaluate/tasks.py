@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from colakit.errors import ColakitError
+from colakit.evaluate.power import quick_sizes
 
 CAPABILITIES = ("LM", "Commonsense", "Knowledge", "Math", "Code", "Multilingual")
 
@@ -334,6 +335,11 @@ def _task_list() -> list[Task]:
              metrics=("word_perplexity", "token_perplexity", "bits_per_byte"), primary="token_perplexity"),
         Task("ppl_code", "LM", "perplexity", "1", "loglikelihood_rolling", source="code",
              metrics=("word_perplexity", "token_perplexity", "bits_per_byte"), primary="token_perplexity"),
+        # Math solutions as the ``math`` source renders them ("Problem: ...\n\nSolution: ..."): its
+        # held-out part, which is exactly the ``math`` eval task's problems, so calibrating on the
+        # source's calibration part never sees them.
+        Task("ppl_math", "LM", "perplexity", "1", "loglikelihood_rolling", source="math",
+             metrics=("word_perplexity", "token_perplexity", "bits_per_byte"), primary="token_perplexity"),
         # No multilingual MMLU ships offline: multilingual capability is perplexity on the held-out
         # part of the multilingual pool (many scripts).
         Task("ppl_multilingual", "Multilingual", "perplexity", "1", "loglikelihood_rolling", source="multilingual",
@@ -367,12 +373,11 @@ REGISTRY: dict[str, Task] = {t.name: t for t in _task_list()}
 
 LOWER_IS_BETTER = {"word_perplexity", "token_perplexity", "bits_per_byte"}
 
-_COMMONSENSE = ("hellaswag", "piqa", "arc_easy", "arc_challenge", "boolq", "winogrande", "openbookqa", "csqa",
-                "siqa", "sciq", "copa")
 SUITES: dict[str, dict[str, int | None]] = {
-    # every capability, small seeded subsets: ~6 minutes for the default model on 2 CPU cores
-    "quick": {"ppl_wiki": 8, "ppl_c4": 8, "ppl_code": 8, "ppl_multilingual": 8,
-              **{t: 40 for t in _COMMONSENSE}, "mmlu": 100, "gsm8k": 5, "humaneval": 5, "mbpp": 5},
+    # every capability, seeded subsets sized by a power calculation (colakit.evaluate.power; print it
+    # with `colakit evaluate --power`): every task detects the same retention difference between two
+    # compressed models at 80% power, within 10 minutes for the default model on 2 CPU cores
+    "quick": quick_sizes(),
     # the paper's tasks (perplexity, commonsense, math, code, multilingual), full sets
     "standard": {t: None for t in ("ppl_wiki", "ppl_c4", "ppl_multilingual", "hellaswag", "winogrande", "boolq",
                                    "openbookqa", "piqa", "arc_easy", "arc_challenge", "mmlu", "gsm8k", "humaneval",
