@@ -12,13 +12,13 @@ export COLAKIT_CACHE ?= $(CURDIR)/.colakit-cache
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup fetch test test-unit demo bench clean
+.PHONY: setup fetch browser test test-unit demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,ray]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -28,15 +28,22 @@ fetch: setup
 	$(COLAKIT) models fetch smollm2-135m
 	$(COLAKIT) data fetch
 
-test: fetch
+# Debian's Chromium for the report's browser test (needs root; without it that test skips, saying why).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "could not install chromium: tests/test_report_browser.py will skip"
+
+test: fetch browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Unit tests only (tiny random models; no downloads).
 test-unit: setup
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
+# The main job on the default model: configs/demo.yaml through `colakit run`, then `colakit report`.
 demo: fetch
-	bash scripts/demo.sh $(DEMO_OUT)
+	$(COLAKIT) run configs/demo.yaml --out $(DEMO_OUT)
+	$(COLAKIT) report $(DEMO_OUT) --out $(DEMO_OUT)/report.html
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -42,13 +42,14 @@ def main():
     args = ap.parse_args()
     from sklearn.cluster import KMeans
 
-    from colakit.select.cola import kmeans, nearest_unique
+    from colakit.select.cola import faiss_threads, kmeans, nearest_unique
 
     x = np.load(args.features).astype(np.float32) if args.features else mixture(args.n, args.dim, args.k * 2, args.seed)
     x = np.ascontiguousarray(x)
     t0 = time.perf_counter()
-    ours, _, _ = kmeans(x, args.k, seed=args.seed)
-    nearest_unique(x, ours)  # the medoid step is part of colakit's selection
+    with faiss_threads(len(x)):  # as colakit's selection runs it
+        ours, _, _ = kmeans(x, args.k, seed=args.seed)
+        nearest_unique(x, ours)  # the medoid step is part of colakit's selection
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     sk = KMeans(n_clusters=args.k, n_init=10, random_state=args.seed).fit(x)

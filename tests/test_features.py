@@ -124,3 +124,20 @@ def test_sigkill_mid_run_resumes_to_identical_result(tmp_path):
     assert not (tmp_path / "killed.result.npy").exists()
     subprocess.run([sys.executable, str(script), str(store), "40", tests_dir, "0"], check=True)
     np.testing.assert_array_equal(np.load(tmp_path / "ref.result.npy"), np.load(tmp_path / "killed.result.npy"))
+
+
+def test_stored_pool_and_list_share_one_store(tmp_path):
+    from colakit.pool import PoolWriter, StoredPool
+
+    pool = cands(30)
+    writer = PoolWriter(tmp_path / "pool", shard_size=7)  # pool shards and feature shards need not align
+    writer.extend(pool)
+    writer.close()
+    model, tok = tiny_model("llama"), tiny_tokenizer()
+    cfg = FeatureConfig(shard_size=16, batch_size=4, proj_dim=16)
+    as_list = extract_features(pool, "tiny", model=model, tokenizer=tok, config=cfg, progress=False,
+                               store_dir=tmp_path / "a")
+    stored = extract_features(StoredPool(tmp_path / "pool"), "tiny", model=model, tokenizer=tok, config=cfg,
+                              progress=False, store_dir=tmp_path / "b")
+    np.testing.assert_array_equal(as_list, stored)
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()

@@ -133,15 +133,9 @@ class CalibrationSet:
 
     def to_tensors(self, pad_token_id: int):
         """Right-padded ``(input_ids, attention_mask)`` LongTensors of shape [n, longest]."""
-        import torch
+        from colakit.process import pad_right
 
-        longest = max(len(s.input_ids) for s in self.samples)
-        ids = torch.full((len(self), longest), int(pad_token_id), dtype=torch.long)
-        mask = torch.zeros((len(self), longest), dtype=torch.long)
-        for i, s in enumerate(self.samples):
-            ids[i, : len(s.input_ids)] = torch.tensor(s.input_ids, dtype=torch.long)
-            mask[i, : len(s.input_ids)] = 1
-        return ids, mask
+        return pad_right([s.input_ids for s in self.samples], pad_token_id)
 
     def to_dataset(self):
         """A ``datasets.Dataset`` with ``input_ids`` and ``attention_mask`` (unpadded rows)."""

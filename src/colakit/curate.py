@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -15,7 +16,8 @@ from typing import Sequence
 from colakit.calibset import CalibrationSet, Sample
 from colakit.errors import ColakitError
 from colakit.features import FeatureConfig
-from colakit.process import FORMATS, PACKINGS, Candidate, shuffled, windows
+from colakit.pool import Chain, StoredPool
+from colakit.process import FORMATS, PACKINGS, Candidate, SourceJob, shuffled, windows
 
 log = logging.getLogger(__name__)
 
@@ -83,38 +85,64 @@ class CurateConfig:
         return self.pool_per_source or max(8 * self.n, 256)
 
 
-def build_pool(config: CurateConfig, tokenizer) -> tuple[list[Candidate], list[dict]]:
-    """Candidate windows from every source (deduplicated), and each source's provenance record."""
-    from colakit.sources import get_source
+def build_pool(config: CurateConfig, tokenizer, *, executor=None,
+               store_dir: str | Path | None = None) -> tuple[StoredPool, list[dict]]:
+    """Candidate windows from every source (deduplicated), and each source's provenance record.
 
-    pool: list[Candidate] = []
-    seen: set[bytes] = set()
+    The pool streams to disk (``colakit.pool``) and comes back as a ``StoredPool``, a lazy
+    ``Sequence[Candidate]``, so its size does not bound what fits in RAM. Sources are processed
+    by ``executor`` (default: in this process) and merged here in source order; the first copy
+    of a repeated window wins. Without ``store_dir`` the pool lives in a scratch directory under
+    the cache that is removed with the returned object.
+    """
+    from colakit.cache import cache_dir
+    from colakit.executors import LocalExecutor
+    from colakit.pool import PoolWriter, scratch_dir
+
+    executor = executor or LocalExecutor()
+    owned = store_dir is None
+    root = scratch_dir(cache_dir() / "pools") if owned else Path(store_dir)
+    jobs = [SourceJob(spec, config.seq_len, config.packing, config.format, config.pool_size, config.seed,
+                      config.split_seed, config.heldout_fraction) for spec in config.sources]
+    parts = root / "parts"
+    writer = PoolWriter(root)
+    seen: set[bytes] = set()  # 20-byte digests: ~100 bytes a candidate, not its tokens and text
     provenance = []
-    for spec in config.sources:
-        source = get_source(spec, seed=config.split_seed, heldout_fraction=config.heldout_fraction)
-        docs = shuffled(source.documents("calibration"), seed=config.seed)
-        made = 0
-        for cand in windows(docs, tokenizer, config.seq_len, packing=config.packing, fmt=config.format,
-                            limit=config.pool_size):
-            key = hashlib.sha1(bytes(str(cand.input_ids), "ascii")).digest()
-            if key in seen:
-                continue
-            seen.add(key)
-            pool.append(cand)
-            made += 1
-        if made == 0:
-            raise ColakitError(
-                f"source {spec!r} yields no {config.seq_len}-token windows after processing",
-                "check the source has text, or use --packing pack or a shorter --seq-len",
-            )
-        provenance.append({"spec": spec, "name": source.name, "fingerprint": source.fingerprint(),
-                           "split": source.split_info(), "candidates": made, "documents_read": len(docs)})
-    return pool, provenance
+    try:
+        for job, (info, cands) in zip(jobs, executor.sources(jobs, tokenizer, parts)):
+            made = 0
+            for cand in cands:
+                key = hashlib.sha1(bytes(str(cand.input_ids), "ascii")).digest()
+                if key in seen:
+                    continue
+                seen.add(key)
+                writer.add(cand)
+                made += 1
+            if made == 0:
+                raise ColakitError(
+                    f"source {job.spec!r} yields no {config.seq_len}-token windows after processing",
+                    "check the source has text, or use --packing pack or a shorter --seq-len",
+                )
+            provenance.append({"spec": info["spec"], "name": info["name"], "fingerprint": info["fingerprint"],
+                               "split": info["split"], "candidates": made, "documents_read": info["documents_read"]})
+        writer.close({"sources": provenance})
+    except BaseException:
+        writer.abort()
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return StoredPool(root, owned=owned), provenance
 
 
 def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bool = False,
-           model=None, tokenizer=None) -> CalibrationSet:
-    """Build (and optionally save) a CalibrationSet as ``config`` describes."""
+           model=None, tokenizer=None, executor=None) -> CalibrationSet:
+    """Build (and optionally save) a CalibrationSet as ``config`` describes.
+
+    ``executor`` (``colakit.executors.get_executor``) runs source processing and feature
+    extraction; it changes where the work runs, never the result (nothing about it is recorded).
+    """
     from colakit.models import load_tokenizer, max_context, tokenizer_hash
     from colakit.select import get_selector
 
@@ -124,7 +152,7 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
     config.validate(None)  # cheap checks before anything is loaded
     tokenizer = tokenizer or load_tokenizer(config.model)
     config.validate(_context_of(config.model, model, max_context))
-    pool, provenance = build_pool(config, tokenizer) if selector.needs_pool else ([], [])
+    pool, provenance = build_pool(config, tokenizer, executor=executor) if selector.needs_pool else ([], [])
     if selector.needs_pool:
         selector.check_budget(pool, config.n)  # before the expensive forward passes
     if selector.needs_model and model is None:
@@ -133,13 +161,10 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
         model = load_model(config.model, device=config.features.device, dtype=config.features.dtype)
     features = None
     if selector.needs_features:
-        from colakit.features import extract_features
-
-        if getattr(selector, "uses_coverage", False):
-            features = _plan_sources(selector, pool, config, model, tokenizer)
-        else:
-            features = extract_features(pool, config.model, model=model, tokenizer=tokenizer,
-                                        config=config.features)
+        features, probe_feats, weights = pool_features(selector, pool, config, model=model, tokenizer=tokenizer,
+                                                       executor=executor)
+        if probe_feats is not None:  # COLA stage 1: the selector plans source shares
+            selector.plan(features, [c.source for c in pool], probe_feats, weights, config.n)
     if selector.needs_model:
         selector.bind(model, tokenizer, config)
     selection = selector.select(pool, features, config.n, config.seed)
@@ -181,13 +206,14 @@ def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, lis
     return probes
 
 
-def features_with_probes(items: list, probes: dict[str, list[Candidate]], model_name: str, *, model, tokenizer,
-                         config: FeatureConfig):
+def features_with_probes(items: Sequence, probes: dict[str, list[Candidate]], model_name: str, *, model, tokenizer,
+                         config: FeatureConfig, executor=None):
     """Features of ``items`` and of every capability's probes, in one projected space (one extraction)."""
     from colakit.features import extract_features
 
     flat = [p for cap in probes for p in probes[cap]]
-    feats = extract_features(list(items) + flat, model_name, model=model, tokenizer=tokenizer, config=config)
+    feats = extract_features(Chain(items, flat), model_name, model=model, tokenizer=tokenizer, config=config,
+                             executor=executor)
     probe_feats, start = {}, len(items)
     for cap, group in probes.items():
         probe_feats[cap] = feats[start:start + len(group)]
@@ -195,16 +221,26 @@ def features_with_probes(items: list, probes: dict[str, list[Candidate]], model_
     return feats[: len(items)], probe_feats
 
 
-def _plan_sources(selector, pool: list[Candidate], config: CurateConfig, model, tokenizer):
-    """COLA stage 1: features of pool and probes in one space; the selector plans source shares."""
+def pool_features(selector, pool: Sequence[Candidate], config: CurateConfig, *, model=None, tokenizer=None,
+                  executor=None):
+    """(pool features, probe features, capability weights) in the space ``selector`` works in.
+
+    Coverage-based selectors (COLA stage 1) get the capability probes' features in the same
+    projected space (one extraction); others get (features, None, None). The feature store makes
+    a second call with the same pool and config a cache hit (the grid's activation maps use that).
+    """
+    from colakit.features import extract_features
+
+    if not getattr(selector, "uses_coverage", False):
+        return extract_features(pool, config.model, model=model, tokenizer=tokenizer, config=config.features,
+                                executor=executor), None, None
     from colakit.coverage import target_weights
 
     weights = target_weights(config.target, config.weights)
     probes = build_probes(config, tokenizer, [c for c, w in weights.items() if w > 0])
     pool_feats, probe_feats = features_with_probes(pool, probes, config.model, model=model, tokenizer=tokenizer,
-                                                   config=config.features)
-    selector.plan(pool_feats, [c.source for c in pool], probe_feats, weights, config.n)
-    return pool_feats
+                                                   config=config.features, executor=executor)
+    return pool_feats, probe_feats, weights
 
 
 def _context_of(name: str, model, max_context) -> int | None:

@@ -7,12 +7,15 @@ Gaussian random projection maps the concatenation to ``proj_dim`` dimensions. Th
 right after the last hooked layer: no final norm, no LM head, no logits.
 
 ``proj_dim`` defaults to the Johnson-Lindenstrauss bound for the pool size
-(``4 ln N / (eps^2/2 - eps^3/3)``, eps=0.5: 332 dims for 1k candidates, 475 for 20k), capped at the
+(``4 ln N / (eps^2/2 - eps^3/3)``, eps=0.5: 332 dims for 1k candidates, 476 for 20k), capped at the
 input width: pairwise distances, which k-means works on, are kept within a factor (1 +- eps).
 
 Features stream into a ``FeatureStore``: fixed-size shards with a manifest, keyed by the model,
 the candidates and every parameter. A killed run resumes from the last finished shard, and the
-result is identical to an uninterrupted run (shards are computed independently, in order).
+result is identical to an uninterrupted run (shards are computed independently). Shard ``s`` is
+always candidates ``[s * shard_size, (s + 1) * shard_size)``; an executor (``colakit.executors``:
+this process, or Ray actors) computes the missing ones from a picklable ``FeaturePlan`` and the
+driver checks and writes each, so the store is the same bytes whichever executor ran.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -30,19 +33,23 @@ import torch
 
 from colakit.cache import atomic_path, cache_dir, write_json_atomic
 from colakit.errors import ColakitError
+from colakit.hooks import forward_until_stop, stop_after
 from colakit.layers import find_decoder
 
 log = logging.getLogger(__name__)
-
-
-class _StopForward(Exception):
-    """Raised by the last hook: nothing after the deepest hooked layer is needed."""
 
 
 def jl_dim(n_points: int, eps: float = 0.5) -> int:
     """Johnson-Lindenstrauss: dimensions that keep pairwise distances within (1 +- eps)."""
     denom = eps**2 / 2 - eps**3 / 3
     return int(math.ceil(4 * math.log(max(n_points, 2)) / denom))
+
+
+POOLINGS = ("mean", "moments")
+# Moments pooling reads the input of the first linear of each group that shares one input (the
+# BlockSpec roles): q/k/v (attention-norm output), o_proj (attention context), gate/up (MLP-norm
+# output), down_proj (MLP activation). Their X^T X are exactly the block's GPTQ/SparseGPT Hessians.
+MOMENT_SITES = ("attn_in", "attn_out", "mlp_in", "mlp_out")
 
 
 @dataclass
@@ -55,6 +62,27 @@ class FeatureConfig:
     seed: int = 0  # the projection's seed
     device: str = "auto"
     dtype: str = "auto"
+    # "mean": masked mean of each hooked layer's output. "moments": per hooked layer, a sketch of
+    # the token second-moment matrices sum_t x_t x_t^T of its linears' inputs, which the
+    # GPTQ/SparseGPT Hessians are built from (see pooled_activations).
+    pooling: str = "mean"
+    sketch_dim: int = 16  # moments: each linear input is projected to this many dims first
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ColakitError(f"unknown feature pooling {self.pooling!r}", f"use one of: {', '.join(POOLINGS)}")
+        if not 1 <= self.sketch_dim <= 256:
+            raise ColakitError(f"sketch_dim {self.sketch_dim} is outside 1..256", "use e.g. 16 (the default)")
+
+    def layer_width(self, hidden: int) -> int:
+        """Width of one hooked layer's pooled vector (before the random projection)."""
+        if self.pooling == "mean":
+            return hidden
+        return len(MOMENT_SITES) * self.sketch_dim * (self.sketch_dim + 1) // 2
+
+    def pooling_args(self) -> dict:
+        """Keyword arguments of ``pooled_activations`` that this configuration sets."""
+        return {"pooling": self.pooling, "sketch_dim": self.sketch_dim, "seed": self.seed}
 
     def layer_indices(self, num_layers: int) -> list[int]:
         spec = self.layers.strip()
@@ -74,35 +102,104 @@ class FeatureConfig:
         return picked
 
 
-def _pool_hook(store: list, mask_ref: list, stop: bool):
+def _pool_hook(got: dict, key, mask: torch.Tensor):
     def hook(_module, _args, output):
         hidden = output[0] if isinstance(output, tuple) else output
-        mask = mask_ref[0].to(hidden.dtype).unsqueeze(-1)  # [B, T, 1]
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        store.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
-        if stop:
-            raise _StopForward
+        m = mask.to(hidden.dtype).unsqueeze(-1)  # [B, T, 1]
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+        got[key] = torch.nn.functional.normalize(pooled.float(), dim=-1)
     return hook
+
+
+def _sketch_matrix(cache: dict, width: int, r: int, seed: int, device) -> torch.Tensor:
+    """Seeded Gaussian [width, r], one per input width (drawn on the CPU: the same on every device)."""
+    if width not in cache:
+        gen = torch.Generator().manual_seed(seed * 100_003 + width)
+        cache[width] = (torch.randn(width, r, generator=gen) / math.sqrt(r)).to(device)
+    return cache[width]
+
+
+def _moment_sketch(x: torch.Tensor, mask: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
+    """[B, r(r+1)/2]: upper triangle of sum_t (P^T x_t)(P^T x_t)^T over real tokens, unit L2 norm.
+
+    Off-diagonal entries carry sqrt(2), so distances between these vectors are Frobenius distances
+    between the sketched matrices. Only [B, T, r] is ever held, never [B, T, d, d].
+    """
+    z = x.float() @ proj  # [B, T, r]
+    z = torch.where(mask.unsqueeze(-1), z, torch.zeros((), dtype=z.dtype, device=z.device))
+    moments = torch.einsum("btr,bts->brs", z, z)
+    r = proj.shape[1]
+    iu = torch.triu_indices(r, r, device=z.device)
+    scale = torch.where(iu[0] == iu[1], 1.0, math.sqrt(2.0)).to(z.device)
+    return torch.nn.functional.normalize(moments[:, iu[0], iu[1]] * scale, dim=-1)
+
+
+def _moment_hook(got: dict, key, mask: torch.Tensor, r: int, seed: int, cache: dict):
+    def hook(_module, args):
+        x = args[0]
+        if x.shape[:-1] != mask.shape:  # OPT flattens [B, T, C] to [B*T, C] before its MLP
+            if x.shape[:-1].numel() != mask.numel():
+                raise ColakitError(f"a linear's input {tuple(x.shape)} does not line up with the tokens "
+                                   f"{tuple(mask.shape)}", "use --feature-pooling mean for this model")
+            x = x.reshape(*mask.shape, x.shape[-1])
+        got[key] = _moment_sketch(x, mask, _sketch_matrix(cache, x.shape[-1], r, seed, x.device))
+    return hook
+
+
+def _moment_sites(layout, index: int) -> list:
+    """The first linear of each MOMENT_SITES group in block ``index``."""
+    spec = layout.spec(index)
+    names = [spec.attn_in[0] if spec.attn_in else None, spec.attn_out,
+             spec.mlp_in[0] if spec.mlp_in else None, spec.mlp_out]
+    missing = [site for site, name in zip(MOMENT_SITES, names) if name is None]
+    if missing:
+        raise ColakitError(f"moments pooling cannot find the {', '.join(missing)} linears of block {index}",
+                           "use --feature-pooling mean for this model")
+    return [spec.linears[name] for name in names]
 
 
 @torch.no_grad()
 def pooled_activations(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       layer_indices: Sequence[int]) -> torch.Tensor:
-    """[B, len(layers), hidden]: masked mean of each chosen layer's output, L2-normalised per layer."""
+                       layer_indices: Sequence[int], pooling: str = "mean", sketch_dim: int = 16,
+                       seed: int = 0) -> torch.Tensor:
+    """[B, len(layers), width]: one L2-normalised vector per chosen layer and sequence.
+
+    ``mean``: masked mean of the layer's output hidden states (width = hidden size).
+    ``moments``: for each MOMENT_SITES input of the layer, the sketched second-moment matrix of
+    its real tokens (``_moment_sketch``); the four unit vectors concatenated and scaled to unit
+    norm (width = 4 r(r+1)/2). These are the linears' own inputs, after the norms, not the
+    residual stream the mean hooks see: the residual stream is not what any linear multiplies,
+    its few huge outlier channels would dominate its moments, and the MLP activation (down_proj)
+    is not in it at all.
+    Padding never counts; the forward stops right after the deepest chosen layer.
+    """
+    if pooling not in POOLINGS:
+        raise ColakitError(f"unknown feature pooling {pooling!r}", f"use one of: {', '.join(POOLINGS)}")
     layout = find_decoder(model)
-    got: list[torch.Tensor] = []
-    mask_ref = [attention_mask]
-    last = max(layer_indices)
-    handles = [layout.layers[i].register_forward_hook(_pool_hook(got, mask_ref, stop=(i == last)))
-               for i in layer_indices]
+    mask = attention_mask.bool()
+    got: dict = {}
+    handles = []
+    sites = 1
     try:
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    except _StopForward:
-        pass
+        if pooling == "mean":
+            handles = [layout.layers[i].register_forward_hook(_pool_hook(got, (i, 0), mask)) for i in layer_indices]
+        else:
+            sites, cache = len(MOMENT_SITES), {}
+            for i in layer_indices:
+                for s, linear in enumerate(_moment_sites(layout, i)):
+                    handles.append(linear.register_forward_pre_hook(
+                        _moment_hook(got, (i, s), mask, sketch_dim, seed, cache)))
+        handles.append(stop_after(layout.layers[max(layer_indices)]))
+        forward_until_stop(model, input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     finally:
         for h in handles:
             h.remove()
-    return torch.stack(got, dim=1)
+    missing = [key for key in ((i, s) for i in layer_indices for s in range(sites)) if key not in got]
+    if missing:
+        raise ColakitError(f"the forward pass never reached the hooked modules {missing[:4]}",
+                           "this architecture's forward is not supported by feature extraction")
+    per_layer = [torch.cat([got[(i, s)] for s in range(sites)], dim=-1) / math.sqrt(sites) for i in layer_indices]
+    return torch.stack(per_layer, dim=1)
 
 
 def projection(in_dim: int, out_dim: int, seed: int) -> torch.Tensor:
@@ -155,77 +252,172 @@ class FeatureStore:
 
 
 def _pool_key(candidates: Sequence) -> str:
+    key = getattr(candidates, "key", None)  # a StoredPool hashed its token ids while it was written
+    if isinstance(key, str):
+        return key
+    from colakit.pool import token_hash_update
+
     h = hashlib.sha256()
     for c in candidates:
-        h.update(np.asarray(c.input_ids, dtype=np.int64).tobytes())
-        h.update(b"|")
+        token_hash_update(h, c.input_ids)
     return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    """Everything a worker needs to compute any shard of one feature store (picklable).
+
+    Shard ``s`` is always candidates ``[s * shard_size, (s + 1) * shard_size)``, so the store is
+    the same file for file whichever executor (and however many workers) computed it.
+    """
+
+    model_name: str
+    layers: tuple[int, ...]
+    width: int  # one hooked layer's pooled width x number of hooked layers
+    dim: int  # projected dimension
+    seed: int  # the projection's seed
+    rows: int
+    shard_size: int
+    batch_size: int
+    pad_id: int
+    device: str
+    dtype: str  # resolved ("float32", "bfloat16", ...): a worker loads the model exactly so
+    pooling: dict = field(default_factory=dict)  # FeatureConfig.pooling_args(): pooled_activations' options
+
+    @property
+    def shards(self) -> int:
+        return math.ceil(self.rows / self.shard_size)
+
+    def bounds(self, shard: int) -> tuple[int, int]:
+        return shard * self.shard_size, min((shard + 1) * self.shard_size, self.rows)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _architecture(model_name: str, model) -> tuple[int, int, torch.dtype]:
+    """(decoder layers, hidden size, dtype); from the weights-free skeleton when no model is loaded."""
+    if model is None:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from colakit.models import resolve_model
+
+        cfg = AutoConfig.from_pretrained(resolve_model(model_name))
+        with torch.device("meta"):  # layer layout without allocating a single weight
+            skeleton = AutoModelForCausalLM.from_config(cfg)
+        return find_decoder(skeleton).num_layers, _hidden(skeleton), None
+    return find_decoder(model).num_layers, _hidden(model), next(model.parameters()).dtype
+
+
+def _hidden(model) -> int:
+    cfg = model.config
+    return cfg.get_text_config().hidden_size if hasattr(cfg, "get_text_config") else cfg.hidden_size
+
+
+def plan_features(candidates: Sequence, model_name: str, tokenizer, config: FeatureConfig, model=None) -> FeaturePlan:
+    """The FeaturePlan for ``candidates``; without ``model`` only the model's config is read."""
+    from colakit.models import resolve_device, resolve_dtype
+
+    num_layers, hidden, dtype = _architecture(model_name, model)
+    if dtype is None:
+        dtype = resolve_dtype(config.dtype, resolve_device(config.device))
+    layers = config.layer_indices(num_layers)
+    width = config.layer_width(hidden) * len(layers)
+    dim = min(config.proj_dim or jl_dim(len(candidates), config.jl_eps), width)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return FeaturePlan(str(model_name), tuple(layers), width, dim, config.seed, len(candidates), config.shard_size,
+                       config.batch_size, int(pad), config.device, _dtype_name(dtype), config.pooling_args())
+
+
+def compute_shard(plan: FeaturePlan, model, proj: torch.Tensor, candidates: Sequence, shard: int) -> np.ndarray:
+    """Features of one shard (what every executor runs, in-process or in a worker)."""
+    start, stop = plan.bounds(shard)
+    rows = candidates[start:stop]
+    device = next(model.parameters()).device
+    return _shard_features(model, rows, list(plan.layers), proj, plan.pad_id, plan.batch_size, device,
+                           pooling=plan.pooling)
 
 
 def extract_features(candidates: Sequence, model_name: str, *, model=None, tokenizer=None,
                      config: FeatureConfig | None = None, store_dir: Path | None = None,
-                     progress: bool = True) -> np.ndarray:
-    """Projected activation features [len(candidates), proj_dim] (float32), via an on-disk store."""
+                     progress: bool = True, executor=None) -> np.ndarray:
+    """Projected activation features [len(candidates), proj_dim] (float32), via an on-disk store.
+
+    ``executor`` (``colakit.executors``; default local) computes the shards the store lacks; the
+    driver checks and writes every shard, so the store's files do not depend on the executor.
+    """
+    from colakit.executors import LocalExecutor
     from colakit.models import load_model, load_tokenizer
 
     config = config or FeatureConfig()
-    if not candidates:
+    executor = executor or LocalExecutor()
+    if not len(candidates):
         raise ColakitError("no candidates to extract features from", "check the sources and --seq-len")
     tokenizer = tokenizer or load_tokenizer(model_name)
-    model = model if model is not None else load_model(model_name, device=config.device, dtype=config.dtype)
-    layout = find_decoder(model)
-    layers = config.layer_indices(layout.num_layers)
-    hidden = model.config.get_text_config().hidden_size if hasattr(model.config, "get_text_config") else \
-        model.config.hidden_size
-    width = hidden * len(layers)
-    dim = min(config.proj_dim or jl_dim(len(candidates), config.jl_eps), width)
-    proj = projection(width, dim, config.seed)
-    meta = {"model": str(model_name), "pool": _pool_key(candidates), "n": len(candidates), "layers": layers,
-            "dim": dim, **{k: v for k, v in asdict(config).items() if k not in ("device", "dtype", "batch_size")},
-            "model_dtype": str(next(model.parameters()).dtype)}
+    if model is None and not executor.workers_load_model:
+        model = load_model(model_name, device=config.device, dtype=config.dtype)
+    plan = plan_features(candidates, model_name, tokenizer, config, model)
+    meta = {"model": str(model_name), "pool": _pool_key(candidates), "n": len(candidates),
+            "layers": list(plan.layers), "dim": plan.dim,
+            **{k: v for k, v in asdict(config).items() if k not in ("device", "dtype", "batch_size")},
+            "model_dtype": f"torch.{plan.dtype}"}
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     store = FeatureStore(store_dir or cache_dir() / "features" / key, meta)
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    n_shards = math.ceil(len(candidates) / config.shard_size)
-    out = []
-    for s in _progress(range(n_shards), progress, "features"):
-        rows = candidates[s * config.shard_size:(s + 1) * config.shard_size]
-        arr = store.load_shard(s, len(rows), dim)
-        if arr is None:
-            arr = _shard_features(model, rows, layers, proj, pad, config.batch_size, device)
-            bad = np.where(~np.isfinite(arr).all(1))[0]
-            if len(bad):
-                ids = [f"{rows[i].source}:{rows[i].doc_id}" for i in bad[:5]]
-                raise ColakitError(f"non-finite activation features for {len(bad)} candidates, e.g. {ids}",
-                                   "the model overflows on them: use --dtype float32 or drop those documents")
+    # what an earlier (killed) run finished is kept; only the rest is computed
+    todo = [s for s in range(plan.shards) if store.load_shard(s, _rows(plan, s), plan.dim) is None]
+    if todo:
+        done = executor.feature_shards(plan, candidates, todo, model)
+        for s, arr in _progress(done, progress, "features", total=len(todo)):
+            _check_shard(plan, candidates, s, arr)
             store.save_shard(s, arr)
-        out.append(arr)
-    return np.concatenate(out, axis=0)
+    out = np.empty((plan.rows, plan.dim), dtype=np.float32)  # filled shard by shard: no second copy
+    for s in range(plan.shards):
+        start, stop = plan.bounds(s)
+        arr = store.load_shard(s, stop - start, plan.dim)
+        if arr is None:
+            raise ColakitError(f"feature shard {s} vanished from {store.path} during the run",
+                               "another process is writing the same store; run again")
+        out[start:stop] = arr
+    return out
 
 
-def _shard_features(model, rows, layers, proj, pad_id, batch_size, device) -> np.ndarray:
+def _rows(plan: FeaturePlan, shard: int) -> int:
+    start, stop = plan.bounds(shard)
+    return stop - start
+
+
+def _check_shard(plan: FeaturePlan, candidates: Sequence, shard: int, arr: np.ndarray) -> None:
+    if arr.shape != (_rows(plan, shard), plan.dim) or arr.dtype != np.float32:
+        raise ColakitError(f"feature shard {shard} came back as {arr.dtype}{list(arr.shape)}",
+                           "this is a colakit bug (a worker computed another plan)")
+    bad = np.where(~np.isfinite(arr).all(1))[0]
+    if len(bad):
+        start = plan.bounds(shard)[0]
+        ids = [f"{candidates[start + int(i)].source}:{candidates[start + int(i)].doc_id}" for i in bad[:5]]
+        raise ColakitError(f"non-finite activation features for {len(bad)} candidates, e.g. {ids}",
+                           "the model overflows on them: use --dtype float32 or drop those documents")
+
+
+def _shard_features(model, rows, layers, proj, pad_id, batch_size, device,
+                    pooling: dict | None = None) -> np.ndarray:
     # sort by length inside the shard so batches pad little; restore the order afterwards
+    from colakit.process import pad_right
+
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
     feats = torch.empty(len(rows), proj.shape[1])
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        longest = max(len(rows[i].input_ids) for i in idx)
-        ids = torch.full((len(idx), longest), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), longest), dtype=torch.long)
-        for r, i in enumerate(idx):
-            seq = rows[i].input_ids
-            ids[r, :len(seq)] = torch.tensor(seq)
-            mask[r, :len(seq)] = 1
-        pooled = pooled_activations(model, ids.to(device), mask.to(device), layers).cpu()
+        ids, mask = pad_right([rows[i].input_ids for i in idx], pad_id)
+        pooled = pooled_activations(model, ids.to(device), mask.to(device), layers, **(pooling or {})).cpu()
         flat = pooled.flatten(1) / math.sqrt(len(layers))  # unit norm overall
         feats[idx] = flat @ proj
     return feats.numpy().astype(np.float32)
 
 
-def _progress(it, enabled: bool, label: str):
+def _progress(it, enabled: bool, label: str, total: int | None = None):
     if not enabled:
         return it
     from rich.progress import track
 
-    return track(it, description=label, transient=True)
+    return track(it, description=label, transient=True, total=total)

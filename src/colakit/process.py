@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from colakit.errors import ColakitError
 
@@ -138,8 +138,56 @@ def _advance(buf: list[int], owners: list[tuple[int, str, str]], body: int):
     return buf[body:], kept
 
 
+def pad_right(seqs: Sequence[Sequence[int]], pad_id: int):
+    """Right-padded ``(input_ids, attention_mask)`` LongTensors [len(seqs), longest].
+
+    The one padding rule of colakit (features, CalibrationSet.to_tensors): real tokens first,
+    ``pad_id`` after them, mask 1 on real tokens only.
+    """
+    import torch
+
+    if not seqs:
+        raise ColakitError("nothing to pad", "pass at least one sequence")
+    longest = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), longest), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+    for r, seq in enumerate(seqs):
+        ids[r, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[r, :len(seq)] = 1
+    return ids, mask
+
+
 def shuffled(docs: Iterable, seed: int) -> list:
     """Documents in a seeded random order (a bounded pool then samples the whole source)."""
     docs = list(docs)
     random.Random(seed).shuffle(docs)
     return docs
+
+
+@dataclass(frozen=True)
+class SourceJob:
+    """Read one source and cut its calibration part into windows: the unit an executor runs."""
+
+    spec: str
+    seq_len: int
+    packing: str = "pack"
+    fmt: str = "plain"
+    limit: int | None = None
+    seed: int = 0  # document order
+    split_seed: int = 0
+    heldout_fraction: float = 0.1
+
+
+def source_windows(job: SourceJob, tokenizer) -> tuple[dict, Iterator[Candidate]]:
+    """(provenance of the source, its candidate windows as a stream).
+
+    Deterministic in ``job``: the same windows in the same order on any machine, so sources can be
+    processed in parallel and merged in source order afterwards.
+    """
+    from colakit.sources import get_source
+
+    source = get_source(job.spec, seed=job.split_seed, heldout_fraction=job.heldout_fraction)
+    docs = shuffled(source.documents("calibration"), seed=job.seed)
+    info = {"spec": job.spec, "name": source.name, "fingerprint": source.fingerprint(),
+            "split": source.split_info(), "documents_read": len(docs)}
+    return info, windows(docs, tokenizer, job.seq_len, packing=job.packing, fmt=job.fmt, limit=job.limit)

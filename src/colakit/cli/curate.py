@@ -52,14 +52,23 @@ def curate(
     param: list[str] = typer.Option(None, "--param", "-p", help="Method parameter NAME=VALUE (repeatable), e.g. -p n_init=5."),
     feature_layers: str = typer.Option("all", "--feature-layers", help="Layers probed: all, every:K or 0,5,9."),
     proj_dim: int = typer.Option(None, "--proj-dim", help="Random projection size (default: JL bound, eps 0.5)."),
+    feature_pooling: str = typer.Option("mean", "--feature-pooling", help="mean (layer outputs) or moments "
+                                        "(sketched second moments of the linears' inputs: GPTQ/SparseGPT Hessians)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:1 ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16."),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (sources and features as "
+                                 "a Ray Data pipeline; pip install 'colakit[ray]'). Same result either way."),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join (e.g. auto, ray://head:10001); "
+                                "default: start a local Ray with --workers CPUs."),
+    workers: int = typer.Option(2, "--workers", help="Ray feature workers (actors), each loading the model once."),
+    gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="GPUs per Ray feature worker."),
 ):
     """Curate a CalibrationSet from SOURCES with METHOD and save it to OUT."""
     from colakit.coverage import parse_weights
     from colakit.curate import CurateConfig
     from colakit.curate import curate as run_curate
     from colakit.curate import defaults_for
+    from colakit.executors import get_executor
     from colakit.features import FeatureConfig
 
     defaults = defaults_for(compression)
@@ -69,10 +78,12 @@ def curate(
                           seed=seed, format=fmt, packing=packing, pool_per_source=pool,
                           allow_overlap=allow_overlap, target=target, weights=parse_weights(weights),
                           method_params=_parse_params(param or []),
-                          features=FeatureConfig(layers=feature_layers, proj_dim=proj_dim, device=device, dtype=dtype))
+                          features=FeatureConfig(layers=feature_layers, proj_dim=proj_dim, device=device, dtype=dtype,
+                                                   pooling=feature_pooling))
+    runner = get_executor(executor, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
     t0 = time.time()
-    with console.status(f"curating {n} x {seq_len} tokens from {sources} with {method}"):
-        calib = run_curate(config, out=out, overwrite=overwrite)
+    with console.status(f"curating {n} x {seq_len} tokens from {sources} with {method} ({executor})"):
+        calib = run_curate(config, out=out, overwrite=overwrite, executor=runner)
     console.print(f"wrote {len(calib)} samples ({calib.num_tokens} tokens) to {out} in {time.time() - t0:.1f}s")
     print(out)
 

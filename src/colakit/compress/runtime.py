@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from colakit.errors import ColakitError
+from colakit.hooks import StopForward, forward_until_stop
 
 
 @dataclass
@@ -33,10 +34,6 @@ class Batch:
     @property
     def tokens(self) -> int:
         return int(self.mask.sum())
-
-
-class _StopForward(Exception):
-    pass
 
 
 class _Recorder(nn.Module):
@@ -60,7 +57,7 @@ class _Recorder(nn.Module):
             hidden, rest = kwargs.pop("hidden_states"), ()
         self.calls.append((hidden, rest, kwargs))
         if self.last:
-            raise _StopForward
+            raise StopForward
         return hidden
 
 
@@ -98,9 +95,7 @@ def capture_inputs(model: nn.Module, layers: nn.ModuleList, input_ids: torch.Ten
             for i, block in enumerate(originals):
                 layers[i] = _Recorder(block, i, calls, last=i == len(originals) - 1)
             try:
-                model(input_ids=ids, attention_mask=mask, use_cache=False)
-            except _StopForward:
-                pass
+                forward_until_stop(model, input_ids=ids, attention_mask=mask, use_cache=False)
             finally:
                 for i, block in enumerate(originals):
                     layers[i] = block

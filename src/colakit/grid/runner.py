@@ -84,19 +84,12 @@ def curate_config(grid: GridConfig, cell: Cell):
 
 def pool_features(config, tokenizer):
     """The candidate pool and its features in the space curation used (the feature store makes this a cache hit)."""
-    from colakit.coverage import target_weights
-    from colakit.curate import build_pool, build_probes, features_with_probes
-    from colakit.features import extract_features
+    from colakit import curate
     from colakit.select import get_selector
 
-    pool, _ = build_pool(config, tokenizer)
-    if getattr(get_selector(config.method, **config.method_params), "uses_coverage", False):
-        weights = target_weights(config.target, config.weights)
-        probes = build_probes(config, tokenizer, [c for c, w in weights.items() if w > 0])
-        feats, _ = features_with_probes(pool, probes, config.model, model=None, tokenizer=tokenizer,
-                                        config=config.features)
-    else:
-        feats = extract_features(pool, config.model, tokenizer=tokenizer, config=config.features)
+    pool, _ = curate.build_pool(config, tokenizer)
+    feats, _, _ = curate.pool_features(get_selector(config.method, **config.method_params), pool, config,
+                                       tokenizer=tokenizer)
     return pool, feats
 
 

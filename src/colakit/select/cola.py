@@ -10,10 +10,28 @@ centroids share their nearest point.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from colakit.errors import ColakitError
 from colakit.select.base import Selection, Selector, register
+
+CHUNK = 65536  # rows per faiss search when a pool is scanned in pieces
+POINTS_PER_THREAD = 250  # faiss threads for small problems (bench/kmeans.py, 16 cores: 1000 points ran 4x faster on 4 threads than on 16)
+
+
+@contextmanager
+def faiss_threads(n_points: int):
+    """Fewer OpenMP threads for small pools: their start-up cost outweighs the work below ~250 points each."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, min(before, n_points // POINTS_PER_THREAD)))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, trials: int | None = None) -> np.ndarray:
@@ -37,40 +55,95 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, trials: in
     return x[centers].copy()
 
 
-def kmeans(features: np.ndarray, k: int, seed: int, n_init: int = 3, niter: int = 50):
+def kmeans(features: np.ndarray, k: int, seed: int, n_init: int = 3, niter: int = 50,
+           max_train: int | None = None, chunk: int = CHUNK):
     """k-means: (centroids [k, d], inertia, assignment of each point); best of ``n_init`` restarts.
 
     Each restart seeds with k-means++ and runs faiss's Lloyd iterations (multi-threaded, no
     convergence test: ``niter`` rounds); the lowest inertia wins. Deterministic given ``seed``.
+
+    ``max_train``: for pools too big to cluster whole, seeding and Lloyd run on a seeded uniform
+    sample of that many points, and then every point is assigned to its nearest centroid in
+    chunks of ``chunk`` rows (inertia over all points). ``features`` may then be an
+    ``np.memmap``: memory holds the sample (``max_train * d * 4`` bytes), one chunk and 12 bytes
+    of assignment per point. faiss's guideline is 39-256 training points per centroid.
     """
     import faiss
 
-    x = np.ascontiguousarray(features, dtype=np.float32)
+    n = len(features)
     rng = np.random.default_rng(seed)
+    sampled = max_train is not None and n > max_train
+    if sampled:
+        if max_train < k:
+            raise ColakitError(f"max_train {max_train} is smaller than k = {k}",
+                               "train on at least k points (faiss suggests 39-256 per centroid)")
+        rows = np.sort(rng.choice(n, size=max_train, replace=False))
+        x = np.ascontiguousarray(features[rows], dtype=np.float32)
+    else:
+        x = np.ascontiguousarray(features, dtype=np.float32)
     best = None
     for _ in range(n_init):
         init = kmeans_plus_plus(x, k, rng)
         km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=int(rng.integers(1 << 31)), verbose=False,
                           min_points_per_centroid=1, max_points_per_centroid=1 << 30)
         km.train(x, init_centroids=init)
-        dist, assign = km.index.search(x, 1)
-        inertia = float(dist.sum())
+        if sampled:
+            dist, assign = assign_chunked(features, km.centroids, chunk)
+        else:
+            dist, assign = km.index.search(x, 1)
+            dist, assign = dist[:, 0], assign[:, 0]
+        inertia = float(dist.sum(dtype=np.float64)) if sampled else float(dist.sum())
         if best is None or inertia < best[1]:
-            best = (km.centroids.copy(), inertia, assign[:, 0].copy())
+            best = (km.centroids.copy(), inertia, assign.copy())
     return best
 
 
-def nearest_unique(features: np.ndarray, centroids: np.ndarray, start_m: int = 16):
-    """For each centroid a distinct nearest candidate: (indices, distances), in centroid order."""
+def assign_chunked(features, centroids: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """(squared distance, index) of every point's nearest centroid, ``chunk`` rows at a time."""
     import faiss
 
-    x = np.ascontiguousarray(features, dtype=np.float32)
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(x)
-    k, n = len(centroids), len(x)
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    dist = np.empty(len(features), dtype=np.float32)
+    assign = np.empty(len(features), dtype=np.int64)
+    for a in range(0, len(features), chunk):
+        d, i = index.search(np.ascontiguousarray(features[a:a + chunk], dtype=np.float32), 1)
+        dist[a:a + chunk], assign[a:a + chunk] = d[:, 0], i[:, 0]
+    return dist, assign
+
+
+def _neighbours(features, centroids: np.ndarray, m: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each centroid's ``m`` nearest points: (distances, indices) [k, m], nearest first."""
+    import faiss
+
+    cents = np.ascontiguousarray(centroids, dtype=np.float32)
+    n = len(features)
+    if n <= chunk:  # the whole pool in one index (the exact path small pools always took)
+        index = faiss.IndexFlatL2(cents.shape[1])
+        index.add(np.ascontiguousarray(features, dtype=np.float32))
+        return index.search(cents, m)
+    best_d = np.full((len(cents), 0), np.inf, dtype=np.float32)
+    best_i = np.full((len(cents), 0), -1, dtype=np.int64)
+    for a in range(0, n, chunk):
+        part = np.ascontiguousarray(features[a:a + chunk], dtype=np.float32)
+        index = faiss.IndexFlatL2(part.shape[1])
+        index.add(part)
+        d, i = index.search(cents, min(m, len(part)))
+        d_all, i_all = np.concatenate([best_d, d], 1), np.concatenate([best_i, np.where(i >= 0, i + a, -1)], 1)
+        order = np.lexsort((i_all, d_all), axis=1)[:, :m]  # by distance, ties by index: deterministic
+        best_d, best_i = np.take_along_axis(d_all, order, 1), np.take_along_axis(i_all, order, 1)
+    return best_d, best_i
+
+
+def nearest_unique(features: np.ndarray, centroids: np.ndarray, start_m: int = 16, chunk: int = CHUNK):
+    """For each centroid a distinct nearest candidate: (indices, distances), in centroid order.
+
+    Pools over ``chunk`` rows are scanned chunk by chunk (``features`` may be an ``np.memmap``).
+    """
+    k, n = len(centroids), len(features)
     m = min(n, start_m)
     while True:
-        dist, nbr = index.search(np.ascontiguousarray(centroids, dtype=np.float32), m)
+        dist, nbr = _neighbours(features, centroids, m, chunk)
         taken: set[int] = set()
         chosen = [-1] * k
         chosen_d = [0.0] * k
@@ -86,10 +159,12 @@ def nearest_unique(features: np.ndarray, centroids: np.ndarray, start_m: int = 1
     return chosen, chosen_d
 
 
-def medoids(features: np.ndarray, budget: int, seed: int, n_init: int, niter: int) -> Selection:
+def medoids(features: np.ndarray, budget: int, seed: int, n_init: int, niter: int,
+            max_train: int | None = None) -> Selection:
     """k-means with k = budget on ``features``; the distinct candidate nearest each centroid."""
-    centroids, inertia, assign = kmeans(features, budget, seed, n_init, niter)
-    chosen, dists = nearest_unique(features, centroids)
+    with faiss_threads(len(features)):
+        centroids, inertia, assign = kmeans(features, budget, seed, n_init, niter, max_train=max_train)
+        chosen, dists = nearest_unique(features, centroids)
     sizes = np.bincount(assign, minlength=budget)
     return Selection(indices=chosen, clusters=list(range(budget)), distances=dists,
                      scores=[float(sizes[c]) / len(features) for c in range(budget)],
@@ -105,10 +180,12 @@ class ColaSelector(Selector):
     needs_features = True
     uses_coverage = True
 
-    def __init__(self, n_init: int = 3, niter: int = 50, source_selection: bool = True):
+    def __init__(self, n_init: int = 3, niter: int = 50, source_selection: bool = True,
+                 max_train: int | None = None):
         self.n_init = n_init
         self.niter = niter
         self.source_selection = source_selection
+        self.max_train = max_train  # k-means on a sample of this many points (large pools), all assigned
         self._shares: dict[str, int] | None = None
         self._plan_info: dict = {}
 
@@ -133,13 +210,13 @@ class ColaSelector(Selector):
             raise ColakitError(f"features of {len(bad)} candidates are not finite (first: {bad[:5].tolist()})",
                                "recompute features in float32")
         if not self._shares:
-            return medoids(features, budget, seed, self.n_init, self.niter)
+            return medoids(features, budget, seed, self.n_init, self.niter, self.max_train)
         # Stage 3 inside each selected source, k = its share; clusters numbered across sources.
         parts = []
         offset = 0
         for source, share in self._shares.items():
             members = np.array([i for i, s in enumerate(self._sources) if s == source])
-            part = medoids(features[members], share, seed, self.n_init, self.niter)
+            part = medoids(features[members], share, seed, self.n_init, self.niter, self.max_train)
             parts.append((members, part, offset))
             offset += share
         return Selection(

@@ -1,0 +1,123 @@
+"""The Ray executor against the local one: same pool, same feature store, same CalibrationSet, byte for byte.
+
+A local Ray with 2 CPUs (2 feature actors); one Ray session for the module (starting Ray costs ~10 s).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from colakit.curate import CurateConfig, build_pool, curate
+from colakit.errors import ColakitError
+from colakit.executors import get_executor
+from colakit.features import FeatureConfig, extract_features
+from colakit.select import get_selector
+from tiny_models import tiny_model, tiny_tokenizer
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'colakit[ray]'): Ray executor untested")
+from colakit.executors.ray_executor import FAULT_ENV, RayExecutor  # noqa: E402
+
+WORDS = ("calibration data decides which capabilities survive compression the quick brown fox jumps over "
+         "lazy dog question answer reasoning chain code def return value layer weight matrix").split()
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    from colakit.executors.ray_executor import _forwarded_env
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": _forwarded_env()})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Two text sources (a directory of documents each) with a few duplicate documents across them."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    docs = [" ".join(rng.choice(WORDS, size=int(rng.integers(20, 120)))) + "." for _ in range(80)]
+    for name, part in (("a", docs[:50]), ("b", docs[40:])):  # docs 40-49 in both: windows to deduplicate
+        (root / name).mkdir()
+        for i, text in enumerate(part):
+            (root / name / f"{i:03d}.txt").write_text(text)
+    return root
+
+
+def files(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
+
+
+def test_ray_pool_features_and_selection_match_local(ray_session, corpus, tmp_path, monkeypatch):
+    """Also with a worker killed mid-run: Ray restarts it, retries its shard, and nothing changes."""
+    tok, model = tiny_tokenizer(), tiny_model("llama")
+    # truncate: one window per document, so the documents both sources hold give duplicate windows
+    cfg = CurateConfig(sources=[f"text:{corpus / 'a'}", f"text:{corpus / 'b'}"], seq_len=24, pool_per_source=60,
+                       packing="truncate")
+    executor = RayExecutor(workers=2)
+    local_pool, local_prov = build_pool(cfg, tok, store_dir=tmp_path / "pool-local")
+    ray_pool, ray_prov = build_pool(cfg, tok, executor=executor, store_dir=tmp_path / "pool-ray")
+    assert local_prov == ray_prov
+    assert local_prov[1]["candidates"] < local_prov[1]["documents_read"]  # windows seen in source a dropped
+    assert files(tmp_path / "pool-local") == files(tmp_path / "pool-ray")
+    assert len(local_pool) == len(ray_pool) == sum(p["candidates"] for p in local_prov) > 64
+
+    fc = FeatureConfig(shard_size=16, batch_size=4, proj_dim=24)
+    local = extract_features(local_pool, "tiny", model=model, tokenizer=tok, config=fc,
+                             store_dir=tmp_path / "feat-local", progress=False)
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(FAULT_ENV, f"1:{marker}")  # the first attempt at shard 1 kills its actor process
+    remote = extract_features(ray_pool, "tiny", model=model, tokenizer=tok, config=fc, executor=executor,
+                              store_dir=tmp_path / "feat-ray", progress=False)
+    assert marker.exists()  # a worker did die mid-run
+    assert len(list((tmp_path / "feat-ray").glob("shard-*.npy"))) == -(-len(local_pool) // 16)
+    assert files(tmp_path / "feat-local") == files(tmp_path / "feat-ray")
+    np.testing.assert_array_equal(local, remote)
+
+    pick = lambda pool, f: get_selector("cola", source_selection=False).select(pool, f, 6, 0)  # noqa: E731
+    a, b = pick(local_pool, local), pick(ray_pool, remote)
+    assert a.indices == b.indices and a.distances == b.distances
+    assert [local_pool[i] for i in a.indices] == [ray_pool[i] for i in b.indices]
+
+    empty = tmp_path / "empty.txt"  # a worker's error reaches the driver as one ColakitError line
+    empty.write_text("")
+    with pytest.raises(ColakitError, match="Ray sources pipeline failed.*no documents"):
+        build_pool(CurateConfig(sources=[f"text:{empty}"], n=2, seq_len=24), tok, executor=executor)
+
+
+def test_get_executor_ray():
+    assert isinstance(get_executor("ray", address=None), RayExecutor)
+
+
+@pytest.mark.integration
+def test_cola_calibration_set_identical_on_ray(ray_session, tmp_path):
+    """The whole COLA curate (stage 1 probes + stage 3) on the real model: local and Ray, byte for byte."""
+    from colakit.models import load_tokenizer
+
+    tok = load_tokenizer("smollm2-135m")
+    cfg = lambda: CurateConfig(sources=["c4", "code"], method="cola", n=6, seq_len=64, pool_per_source=40,  # noqa: E731
+                               probes_per_capability=2, features=FeatureConfig(layers="0,1", shard_size=32))
+    import shutil
+    import time
+
+    from colakit.cache import cache_dir
+
+    t0 = time.time()
+    curate(cfg(), out=tmp_path / "local", tokenizer=tok)
+    # the feature stores the local run used (opening a store rewrites its manifest): set aside and
+    # deleted, so the Ray run computes every shard itself and must write the same files
+    stores = [d for d in (cache_dir() / "features").iterdir() if (d / "manifest.json").stat().st_mtime >= t0]
+    assert stores
+    for d in stores:
+        shutil.copytree(d, tmp_path / "stores" / d.name)
+        shutil.rmtree(d)
+    curate(cfg(), out=tmp_path / "ray", tokenizer=tok, executor=RayExecutor(workers=2))
+    for d in stores:
+        assert files(d) == files(tmp_path / "stores" / d.name)
+    assert (tmp_path / "local" / "samples.jsonl").read_bytes() == (tmp_path / "ray" / "samples.jsonl").read_bytes()
+    manifests = [json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("local", "ray")]
+    for m in manifests:
+        m.pop("created")
+    assert manifests[0] == manifests[1]
