@@ -30,14 +30,15 @@ def test_padding_never_counts(family):
     assert torch.allclose(alone.norm(dim=-1), torch.ones(1, 2))
 
 
-def test_stops_after_last_hooked_layer():
+@pytest.mark.parametrize("pooling", ["mean", "moments"])
+def test_stops_after_last_hooked_layer(pooling):
     model = tiny_model("llama")
     calls = []
     model.lm_head.register_forward_hook(lambda *a: calls.append("head"))
     model.model.layers[1].register_forward_hook(lambda *a: calls.append("layer1"))
     ids = torch.randint(3, 250, (2, 8))
-    pooled_activations(model, ids, torch.ones_like(ids), [0])
-    assert calls == []
+    out = pooled_activations(model, ids, torch.ones_like(ids), [0], pooling=pooling)
+    assert calls == [] and out.shape[1] == 1
 
 
 def test_store_resumes_to_identical_result(tmp_path, monkeypatch):

@@ -100,16 +100,6 @@ def test_store_never_reuses_mean_features_for_moments(tmp_path, monkeypatch):
     assert {json.loads((s / "manifest.json").read_text())["pooling"] for s in stores} == {"mean", "moments"}
 
 
-def test_moments_stop_after_the_last_hooked_layer():
-    model = tiny_model("llama")
-    calls = []
-    model.lm_head.register_forward_hook(lambda *a: calls.append("head"))
-    model.model.layers[1].register_forward_hook(lambda *a: calls.append("layer1"))
-    ids = torch.randint(3, 250, (2, 8))
-    out = pooled_activations(model, ids, torch.ones_like(ids), [0], pooling="moments")
-    assert calls == [] and out.shape[1] == 1
-
-
 def test_bad_pooling_settings():
     with pytest.raises(ColakitError, match="unknown feature pooling"):
         FeatureConfig(pooling="max")

@@ -70,16 +70,18 @@ class Cell:
     settings: dict
     seed: int
 
+    def _key(self, *names: str) -> str:
+        parts = [*names] + [f"{k}{v}" for k, v in sorted(self.settings.items())]
+        return "__".join(p.replace("/", "-").replace(" ", "") for p in parts) + f"__s{self.seed}"
+
     @property
     def id(self) -> str:
-        parts = [self.curation, self.compression] + [f"{k}{v}" for k, v in sorted(self.settings.items())]
-        return "__".join(p.replace("/", "-").replace(" ", "") for p in parts) + f"__s{self.seed}"
+        return self._key(self.curation, self.compression)
 
     @property
     def calib_key(self) -> str:
         """Cells that differ only in the compression share a calibration set (unless it is method-aware)."""
-        parts = [self.curation] + [f"{k}{v}" for k, v in sorted(self.settings.items())]
-        return "__".join(p.replace("/", "-").replace(" ", "") for p in parts) + f"__s{self.seed}"
+        return self._key(self.curation)
 
 
 @dataclass

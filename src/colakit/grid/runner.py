@@ -98,6 +98,11 @@ def calib_dir(rundir: Path, grid: GridConfig, cell: Cell) -> Path:
     return rundir / "calib" / (cell.calib_key + (f"__for-{cell.compression}" if aware else ""))
 
 
+def score_path(calib: Path) -> Path:
+    """Where a calibration set's proxy scores are kept (beside it, so cells sharing the set share them)."""
+    return calib.with_name(calib.name + ".score.json")
+
+
 class GridRunner:
     """Runs the cells of ``grid`` into ``rundir``; ``progress`` receives (stage, cell, done, total) events."""
 
@@ -153,7 +158,7 @@ class GridRunner:
     def score(self, cell: Cell, calib: Path) -> dict | None:
         if self.grid.score is None:
             return None
-        path = calib.with_name(calib.name + ".score.json")
+        path = score_path(calib)
         if path.exists():
             return json.loads(path.read_text())
         from colakit.features import FeatureConfig
@@ -285,4 +290,4 @@ def run_grid(config: str | Path | GridConfig, rundir: str | Path, progress=None,
     return GridRunner(grid, rundir, progress, only).run()
 
 
-__all__ = ["GridRunner", "run_grid", "curate_config", "calib_dir", "pool_features", "select_cells", "write_run_json"]
+__all__ = ["GridRunner", "run_grid", "curate_config", "calib_dir", "pool_features", "score_path", "select_cells", "write_run_json"]

@@ -26,10 +26,10 @@ def _read(path: Path) -> dict | None:
 
 
 def _cell_columns(grid: GridConfig, cell: Cell, status: dict, rundir: Path) -> dict:
-    from colakit.grid.runner import calib_dir, curate_config
+    from colakit.grid.runner import calib_dir, curate_config, score_path
 
     config = curate_config(grid, cell)
-    score = _read(calib_dir(rundir, grid, cell).with_name(calib_dir(rundir, grid, cell).name + ".score.json")) or {}
+    score = _read(score_path(calib_dir(rundir, grid, cell))) or {}
     return {
         "cell": cell.id, "status": status["status"], "error": status.get("error", ""),
         "curation": cell.curation, "curation_method": config.method, "sources": "+".join(config.sources),
