@@ -1,6 +1,8 @@
 """The Ray executor against the local one: same pool, same feature store, same CalibrationSet, byte for byte.
 
-A local Ray with 2 CPUs (2 feature actors); one Ray session for the module (starting Ray costs ~10 s).
+A local Ray with 3 CPUs (2 feature actors plus the one CPU of headroom RayExecutor gives a Ray it
+starts itself); one Ray session for the module (starting Ray costs ~10 s). Executors get a stall timeout
+far below Ray's 30 minutes, so a pipeline that stops moving fails the test instead of hanging CI.
 """
 
 import json
@@ -23,11 +25,14 @@ WORDS = ("calibration data decides which capabilities survive compression the qu
          "lazy dog question answer reasoning chain code def return value layer weight matrix").split()
 
 
+STALL_S = 900  # a worker restart under heavy load takes minutes (importing torch, loading the model)
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     from colakit.executors.ray_executor import _forwarded_env
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": _forwarded_env()})
     yield
     ray.shutdown()
@@ -56,7 +61,7 @@ def test_ray_pool_features_and_selection_match_local(ray_session, corpus, tmp_pa
     # truncate: one window per document, so the documents both sources hold give duplicate windows
     cfg = CurateConfig(sources=[f"text:{corpus / 'a'}", f"text:{corpus / 'b'}"], seq_len=24, pool_per_source=60,
                        packing="truncate")
-    executor = RayExecutor(workers=2)
+    executor = RayExecutor(workers=2, stall_timeout_s=STALL_S)
     local_pool, local_prov = build_pool(cfg, tok, store_dir=tmp_path / "pool-local")
     ray_pool, ray_prov = build_pool(cfg, tok, executor=executor, store_dir=tmp_path / "pool-ray")
     assert local_prov == ray_prov
@@ -89,6 +94,18 @@ def test_ray_pool_features_and_selection_match_local(ray_session, corpus, tmp_pa
 
 def test_get_executor_ray():
     assert isinstance(get_executor("ray", address=None), RayExecutor)
+    with pytest.raises(ColakitError, match="stall timeout 0"):
+        RayExecutor(stall_timeout_s=0)
+
+
+def test_a_pipeline_that_cannot_start_fails_with_the_stall_timeout(ray_session, corpus, tmp_path):
+    """Feature actors asking for a GPU this Ray does not have never start: a clear error, not a hang."""
+    tok, model = tiny_tokenizer(), tiny_model("llama")
+    pool, _ = build_pool(CurateConfig(sources=[f"text:{corpus / 'a'}"], seq_len=24, pool_per_source=8), tok)
+    stuck = RayExecutor(workers=1, gpus_per_worker=1, stall_timeout_s=5)
+    with pytest.raises(ColakitError, match="Ray features pipeline made no progress"):
+        extract_features(pool, "tiny", model=model, tokenizer=tok, config=FeatureConfig(shard_size=4, proj_dim=8),
+                         executor=stuck, store_dir=tmp_path / "feat", progress=False)
 
 
 @pytest.mark.integration
@@ -113,7 +130,7 @@ def test_cola_calibration_set_identical_on_ray(ray_session, tmp_path):
     for d in stores:
         shutil.copytree(d, tmp_path / "stores" / d.name)
         shutil.rmtree(d)
-    curate(cfg(), out=tmp_path / "ray", tokenizer=tok, executor=RayExecutor(workers=2))
+    curate(cfg(), out=tmp_path / "ray", tokenizer=tok, executor=RayExecutor(workers=2, stall_timeout_s=STALL_S))
     for d in stores:
         assert files(d) == files(tmp_path / "stores" / d.name)
     assert (tmp_path / "local" / "samples.jsonl").read_bytes() == (tmp_path / "ray" / "samples.jsonl").read_bytes()

@@ -112,7 +112,7 @@ class RayExecutor:
     workers_load_model = True  # each actor loads the model; the driver never does
 
     def __init__(self, address: str | None = None, workers: int = 2, cpus_per_worker: float = 1,
-                 gpus_per_worker: float = 0, max_retries: int = 3):
+                 gpus_per_worker: float = 0, max_retries: int = 3, stall_timeout_s: float = 1800):
         try:
             import ray  # noqa: F401
             import ray.data  # noqa: F401
@@ -124,6 +124,9 @@ class RayExecutor:
         self.address, self.workers = address, workers
         self.cpus_per_worker, self.gpus_per_worker = cpus_per_worker, gpus_per_worker
         self.max_retries = max_retries
+        if not (stall_timeout_s > 0 or stall_timeout_s == -1):
+            raise ColakitError(f"stall timeout {stall_timeout_s} s", "use a positive number of seconds, or -1 for none")
+        self.stall_timeout_s = stall_timeout_s
 
     def _ray(self):
         import ray
@@ -135,9 +138,14 @@ class RayExecutor:
             if self.address:
                 ray.init(address=self.address, **kw)
             else:
-                ray.init(num_cpus=max(1, int(round(self.workers * self.cpus_per_worker))), **kw)
+                # one logical CPU beyond the actors' own: Ray Data starts actors before other tasks,
+                # and actors holding every CPU can starve the rest of the pipeline (ray-project/ray#44687)
+                ray.init(num_cpus=max(1, int(round(self.workers * self.cpus_per_worker))) + 1, **kw)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
+        # a pipeline that stops moving fails (Ray's ExecutionTimeoutError, turned into a ColakitError by
+        # _run) instead of waiting forever: pending actors that never start, a cluster without capacity
+        ctx.execution_no_progress_timeout_s = self.stall_timeout_s
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         return ray
 
@@ -187,6 +195,11 @@ def _run(ds, stage: str):
         cause = _colakit_cause(err)
         if cause is not None:  # a user-fixable problem found in a worker: say it as the worker did
             raise ColakitError(f"the Ray {stage} pipeline failed: {cause.problem}", cause.hint) from err
+        if type(err).__name__ == "ExecutionTimeoutError":
+            raise ColakitError(f"the Ray {stage} pipeline made no progress for its stall timeout: "
+                               f"{str(err).splitlines()[0]}",
+                               "check that the cluster has a free CPU per worker plus one (ray status), or raise "
+                               "RayExecutor(stall_timeout_s=...) if it waits for capacity on purpose") from err
         raise ColakitError(f"the Ray {stage} pipeline failed: {type(err).__name__}: {str(err).splitlines()[0]}",
                            "see the worker logs (ray logs, or /tmp/ray/session_latest/logs)") from err
 
