@@ -35,6 +35,10 @@ def compress_command(
     sym: bool = typer.Option(False, "--sym/--asym", help="Symmetric grid, or asymmetric with a zero point."),
     act_order: bool = typer.Option(False, "--act-order", help="GPTQ: visit columns by decreasing activation."),
     damp: float = typer.Option(0.01, "--damp", help="GPTQ/SparseGPT dampening (fraction of the mean Hessian diagonal)."),
+    value_hessian: str = typer.Option(
+        "attention", "--value-hessian",
+        help="GPTQ/SparseGPT: attention (value projections weighted by how much each token is attended to, "
+             "per key/value head) or tokens (every token once, as the papers and llm-compressor do)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Calibration samples per forward (bounds memory)."),
     awq_clip: bool = typer.Option(True, "--awq-clip/--no-awq-clip", help="AWQ: search weight clipping ranges."),
     awq_search_tokens: int = typer.Option(
@@ -48,7 +52,7 @@ def compress_command(
 
     config = CompressionConfig(method=method, sparsity=sparsity, pattern=pattern, bits=bits,
                                group_size=_parse_group_size(group_size),
-                               sym=sym, act_order=act_order, damp=damp, batch_size=batch_size, awq_clip=awq_clip,
+                               sym=sym, act_order=act_order, damp=damp, value_hessian=value_hessian, batch_size=batch_size, awq_clip=awq_clip,
                                awq_search_tokens=awq_search_tokens or None)
     with console.status(f"compressing {model} with {method} ({backend})"):
         result = compress_to_dir(model, calib, out, config, device=device, dtype=dtype, backend=backend)

@@ -15,6 +15,7 @@ PRUNING = ("sparsegpt", "wanda", "magnitude")
 QUANTIZATION = ("gptq", "awq", "rtn")
 METHODS = PRUNING + QUANTIZATION
 NEEDS_DATA = ("sparsegpt", "wanda", "gptq", "awq")
+VALUE_HESSIANS = ("attention", "tokens")
 AUTO = "auto"
 AUTO_GROUP_SIZES = (128, 64, 32)  # 128 is the field's usual choice; smaller models need smaller groups
 
@@ -38,6 +39,7 @@ class CompressionConfig:
     sym: bool = False
     act_order: bool = False
     damp: float = 0.01
+    value_hessian: str = "attention"  # GPTQ/SparseGPT: "attention" (see compress/attention.py) or "tokens"
     block_size: int = 128
     batch_size: int = 8
     awq_grid: int = 20
@@ -94,6 +96,9 @@ class CompressionConfig:
         if self.group_size not in (-1, AUTO) and (not isinstance(self.group_size, int) or self.group_size < 1):
             raise ColakitError(f"group size {self.group_size} is not a positive integer",
                                "use e.g. --group-size 64, auto, or -1 for one group per output row")
+        if self.value_hessian not in VALUE_HESSIANS:
+            raise ColakitError(f"value_hessian {self.value_hessian!r} is not one of {', '.join(VALUE_HESSIANS)}",
+                               "use attention (weight value inputs by how much they are attended to) or tokens")
         if not self.damp > 0:
             raise ColakitError(f"dampening {self.damp} must be > 0", "use e.g. 0.01 (1% of the mean Hessian diagonal)")
         for name in ("block_size", "batch_size", "awq_grid", "awq_clip_tokens", "awq_search_tokens"):

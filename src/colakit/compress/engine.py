@@ -13,6 +13,7 @@ is either fully compressed or untouched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -21,11 +22,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from colakit.compress import awq, runtime
+from colakit.compress import attention, awq, runtime
 from colakit.compress.baselines import magnitude_prune, rtn
 from colakit.compress.config import NEEDS_DATA, CompressionConfig
 from colakit.compress.gptq import GPTQ
-from colakit.compress.hessian import NumericalWarning, relative_error, single_cpu_thread
+from colakit.compress.hessian import NumericalWarning, error_terms, relative_error, single_cpu_thread
 from colakit.compress.sparsegpt import SparseGPT
 from colakit.compress.wanda import Wanda
 from colakit.errors import ColakitError
@@ -183,24 +184,83 @@ def _solve(solver, w: torch.Tensor, config: CompressionConfig, what: str) -> tup
 def _solve_with_stats(block, index, linears, batches, config) -> tuple[dict, list[torch.Tensor]]:
     """One pass to accumulate statistics (and keep the block's outputs), then solve every linear."""
     solvers = {name: _make_solver(config, lin) for name, lin in linears.items()}
+    values = _value_hessians(block, linears, config)
     state = runtime.MaskState()
     dense_out = []
-    with runtime.input_hooks(linears, state, lambda name, x: solvers[name].add_batch(x)):
+    with runtime.input_hooks(linears, state, lambda name, x: solvers[name].add_batch(x)), \
+            _probe_values(block, linears, values, state) as probed:
         for b in batches:
             state.mask = b.mask
             dense_out.append(runtime.run_block(block, index, b))
+    if values is not None and probed():
+        solvers[values[0]] = values[1]
     errors = {}
     for name, lin in linears.items():
         what = f"block {index} {name}"
         w = weight_matrix(lin).detach().float().clone()  # a copy: _write changes the parameter in place
         with single_cpu_thread(w.device):
-            new, info = _solve(solvers[name], w, config, what)
+            if isinstance(solvers[name], attention.ValueHessians):
+                new, info = _solve_value_groups(solvers[name], w, config, what)
+            else:
+                new, info = _solve(solvers[name], w, config, what)
+                if hasattr(solvers[name], "hessian"):
+                    info["rel_error"] = relative_error(w, new, solvers[name].hessian)
         _write(lin, new, what)
-        if hasattr(solvers[name], "hessian"):
-            info["rel_error"] = relative_error(w, new, solvers[name].hessian)
         errors[name] = info
         solvers[name] = None  # free the Hessian before the next one is factorised
     return errors, dense_out
+
+
+def _value_hessians(block, linears, config) -> tuple[str, attention.ValueHessians] | None:
+    """(name, per-group solvers) for the block's value projection when ``value_hessian="attention"``."""
+    wanted = config.value_hessian == "attention" and config.method in ("gptq", "sparsegpt")
+    name = attention.value_linear(linears) if wanted else None
+    attn = block.get_submodule(name.rsplit(".", 1)[0]) if name and "." in name else None
+    head_dim = getattr(attn, "head_dim", None)
+    if name is None or attn is None or not head_dim or weight_matrix(linears[name]).shape[0] % head_dim:
+        return None
+    return name, attention.ValueHessians(lambda: _make_solver(config, linears[name]),
+                                         weight_matrix(linears[name]).shape[0], head_dim)
+
+
+@contextlib.contextmanager
+def _probe_values(block, linears, values, state):
+    """Feed the value projection's attention-weighted inputs to its per-group solvers; yields a
+    callable telling whether the attention was seen (else the plain token Hessian is used)."""
+    if values is None:
+        yield lambda: False
+        return
+    name, hessians = values
+    attn = block.get_submodule(name.rsplit(".", 1)[0])
+    seen = {"x": None, "n": 0}
+
+    def keep_input(_mod, inp):
+        seen["x"] = inp[0].detach()
+
+    def take(probs):
+        hessians.add(seen["x"], probs, state.mask)
+        seen["n"] += 1
+
+    handle = linears[name].register_forward_pre_hook(keep_input)
+    try:
+        with attention.probe_attention(attn, take):
+            yield lambda: seen["n"] > 0
+    finally:
+        handle.remove()
+
+
+def _solve_value_groups(hessians: attention.ValueHessians, w, config, what) -> tuple[torch.Tensor, dict]:
+    """Solve each key/value group's rows with its own attention-weighted Hessian."""
+    new, info = torch.empty_like(w), {"value_hessian": "attention"}
+    err = ref = 0.0
+    for g, solver in enumerate(hessians.solvers):
+        rows = hessians.rows(g)
+        new[rows], part = _solve(solver, w[rows].clone(), config, f"{what} group {g}")
+        info["damp"] = max(info.get("damp", 0.0), part.get("damp", 0.0))
+        e, r = error_terms(w[rows], new[rows], solver.hessian)
+        err, ref = err + e, ref + r
+    info["rel_error"] = err / ref if ref > 0 else 0.0
+    return new, info
 
 
 def _write(lin: nn.Module, new: torch.Tensor, what: str) -> None:

@@ -92,9 +92,13 @@ def inverse_cholesky(h: torch.Tensor, damp: float, what: str = "layer") -> tuple
                        "use more (and more varied) calibration samples")
 
 
-def relative_error(w: torch.Tensor, w_new: torch.Tensor, h: torch.Tensor) -> float:
-    """``||(W - W') X||^2 / ||W X||^2`` computed from ``H = X^T X / n``."""
+def error_terms(w: torch.Tensor, w_new: torch.Tensor, h: torch.Tensor) -> tuple[float, float]:
+    """``(||(W - W') X||^2, ||W X||^2) / n`` computed from ``H = X^T X / n``."""
     d = (w - w_new).float()
-    num = ((d @ h) * d).sum()
-    den = ((w.float() @ h) * w.float()).sum()
-    return float(num / den) if den > 0 else 0.0
+    return float(((d @ h) * d).sum()), float(((w.float() @ h) * w.float()).sum())
+
+
+def relative_error(w: torch.Tensor, w_new: torch.Tensor, h: torch.Tensor) -> float:
+    """``||(W - W') X||^2 / ||W X||^2``."""
+    num, den = error_terms(w, w_new, h)
+    return num / den if den > 0 else 0.0

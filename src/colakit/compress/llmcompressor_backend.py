@@ -13,6 +13,7 @@ extra, imported only here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -117,6 +118,8 @@ def compress_with_llmcompressor(model_name: str, cs, out_dir: str | Path, config
 
     out = refuse_existing(out_dir)
     check_supported(config)
+    # llm-compressor builds every Hessian from tokens; the report says so rather than echo the default
+    config = dataclasses.replace(config, value_hessian="tokens")
     if cs is None:
         raise ColakitError(f"{config.method} needs calibration data", "pass --calib DIR (a CalibrationSet)")
     from llmcompressor import oneshot
