@@ -33,14 +33,12 @@ def _rich_table(report) -> Table:
         cells = ["" if r.compression == last else r.compression,
                  r.curation + (" [dim](base)[/]" if r.curation == run.baseline else ""), *(v for _, v in r.settings)]
         last = r.compression
-        for col in headline.columns:
-            e = r.entries.get(col)
-            if e is None:
+        for _, mean, spread, marks, best in d.entry_cells(r, headline.columns):
+            if mean is None:
                 cells.append("–")
                 continue
-            v = e.value
-            text = f"{v.mean:.3f}" + (f"[dim]±{v.spread:.3f}[/]" if v.spread is not None else "") + e.marks
-            cells.append(f"[bold]{text}{d.BEST_MARK}[/]" if e.best else text)
+            text = mean + (f"[dim]±{spread}[/]" if spread else "") + marks
+            cells.append(f"[bold]{text}{d.BEST_MARK}[/]" if best else text)
         table.add_row(*cells)
     return table
 

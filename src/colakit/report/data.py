@@ -637,6 +637,17 @@ def fmt_value(value: Value | None) -> str:
     return f"{value.mean:.3f} ± {value.spread:.3f}" if value.spread is not None else f"{value.mean:.3f}"
 
 
+def entry_cells(row, columns):
+    """``(column, mean text, spread text or "", significance marks, best)`` per column of a headline row;
+    the mean text is None where the cell has no entry. Every renderer formats entries through this."""
+    for col in columns:
+        e = row.entries.get(col)
+        if e is None:
+            yield col, None, "", "", False
+            continue
+        yield col, fmt(e.value.mean), fmt(e.value.spread), e.marks, e.best
+
+
 def spread_text(value: Value) -> str:
     return f"std over {value.n} seeds" if value.spread_kind == "std" else "standard error (one seed)"
 

@@ -147,17 +147,16 @@ def _headline(run: d.Run, table: d.Headline) -> str:
             classes.append("baseline")
         last_comp, last_settings = r.compression, r.settings
         cells = [f"<td>{esc(r.curation)}</td>", *(f'<td class="num">{esc(v)}</td>' for _, v in r.settings)]
-        for col in table.columns:
-            e = r.entries.get(col)
-            if e is None:
+        for col, mean, spread, marks, best in d.entry_cells(r, table.columns):
+            if mean is None:
                 cells.append('<td class="num">–</td>')
                 continue
-            v = e.value
-            pm = f'<span class="pm"> ± {v.spread:.3f}</span>' if v.spread is not None else ""
-            marks = f'<span class="sig">{esc(e.marks)}</span>' if e.marks else ""
-            best = f'<span class="marker" title="best in this block">{d.BEST_MARK}</span>' if e.best else ""
+            v = r.entries[col].value
+            pm = f'<span class="pm"> ± {spread}</span>' if spread else ""
+            sig = f'<span class="sig">{esc(marks)}</span>' if marks else ""
+            star = f'<span class="marker" title="best in this block">{d.BEST_MARK}</span>' if best else ""
             tip = f"{r.curation}, {d.column_label(col)}: {d.fmt_value(v)} ({d.spread_text(v)}; cells: {', '.join(r.cells)})"
-            cells.append(f'<td class="num{" best" if e.best else ""}" title="{esc(tip)}">{v.mean:.3f}{pm}{marks}{best}</td>')
+            cells.append(f'<td class="num{" best" if best else ""}" title="{esc(tip)}">{mean}{pm}{sig}{star}</td>')
         rows.append(f'<tr class="{" ".join(classes)}">{"".join(cells)}</tr>')
     block = "each compression method" + (" and setting" if table.setting_keys else "")
     legend = (f'<div class="legend-text"><span><b>{d.BEST_MARK}</b> bold: best curation in the column within {block}'
