@@ -178,3 +178,40 @@ def test_a_killed_grid_resumes_where_it_stopped(tiny_grid):
     records = GridRunner(grid, rundir).run()
     assert [r["status"] for r in records] == ["ok"] * 4
     assert (rundir / "cells" / finished[0] / "cell.json").stat().st_mtime_ns == done_before
+
+
+@pytest.mark.integration
+def test_edited_parameters_redo_the_stages_they_touch(tiny_grid, monkeypatch, caplog):
+    """Same cell ids, edited config: the stale stages run again, the rest is kept."""
+    from colakit.evaluate import read_results
+    from colakit.grid import GridRunner
+
+    tmp_path, config = tiny_grid
+    grid = load_grid(config)
+    grid.curation.pop("cola")
+    grid.compression.pop("gptq-g48")
+    rundir = tmp_path / "run"
+    GridRunner(grid, rundir).run()
+
+    import colakit.compress as compress_mod
+    import colakit.curate as curate_mod
+
+    calls = []
+    for mod, name in ((compress_mod, "compress_to_dir"), (curate_mod, "curate")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+
+    edited = load_grid(config)
+    edited.curation.pop("cola")
+    edited.compression.pop("gptq-g48")
+    edited.evaluate["tasks"] = "ppl_wiki:3"  # every cell and the dense model: evaluate again
+    edited.compression["gptq-w4"].params["group_size"] = 16  # that cell: compress again
+    records = GridRunner(edited, rundir).run()
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    # the models are not kept, so both cells compress again (wanda to re-evaluate); nothing curates again
+    assert sorted(calls) == ["compress_to_dir", "compress_to_dir"]
+    assert "changed since it ran" in caplog.text
+    dense = read_results(rundir / "dense" / "eval.json")
+    assert set(dense["tasks"]) == {"ppl_wiki"} and dense["tasks"]["ppl_wiki"]["n"] == 3
+    report = json.loads((rundir / "cells" / "random-c4__gptq-w4__s0" / "compression.json").read_text())
+    assert report["config"]["group_size"] == 16

@@ -14,7 +14,9 @@ RUNDIR layout (each file written atomically, so a killed run resumes where it st
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import hashlib
 import json
 import logging
 import shutil
@@ -98,6 +100,23 @@ def calib_dir(rundir: Path, grid: GridConfig, cell: Cell) -> Path:
     return rundir / "calib" / (cell.calib_key + (f"__for-{cell.compression}" if aware else ""))
 
 
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stage_specs(grid: GridConfig, cell: Cell) -> dict[str, str]:
+    """A digest of everything each stage of ``cell`` depends on: a finished stage whose digest no longer
+    matches the config (same cell id, edited parameters) is redone instead of mixed into the table."""
+    return {"curate": _digest(dataclasses.asdict(curate_config(grid, cell))),
+            "compress": _digest([grid.model, grid.compression[cell.compression].params]),
+            "evaluate": _digest([grid.model, grid.evaluate])}
+
+
+def _stale(stored: dict | None, current: dict, stages: tuple[str, ...]) -> list[str]:
+    """The ``stages`` whose stored digest differs (a record without digests predates them: trusted)."""
+    return [k for k in stages if stored and k in stored and stored[k] != current[k]]
+
+
 def score_path(calib: Path) -> Path:
     """Where a calibration set's proxy scores are kept (beside it, so cells sharing the set share them)."""
     return calib.with_name(calib.name + ".score.json")
@@ -126,9 +145,15 @@ class GridRunner:
         from colakit.evaluate import evaluate_model, read_results
 
         out = self.rundir / "dense" / "eval.json"
+        spec_path, spec = out.with_name("spec.json"), {"evaluate": _digest([self.grid.model, self.grid.evaluate])}
+        stored = json.loads(spec_path.read_text()) if spec_path.exists() else None
+        if out.exists() and _stale(stored, spec, ("evaluate",)):
+            log.warning("the evaluation settings changed since the dense model was evaluated: evaluating it again")
+            _remove_eval(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(spec_path, spec)
         if out.exists():
             return read_results(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         self.progress("evaluate", "dense", 0, 1)
         return evaluate_model(self.grid.model, self.grid.evaluate["tasks"], **self._eval_kwargs(), out=out,
                               on_task=self._on_task("dense"))
@@ -150,6 +175,14 @@ class GridRunner:
         from colakit.curate import curate
 
         out = calib_dir(self.rundir, self.grid, cell)
+        spec_path, spec = out.with_name(out.name + ".spec.json"), {"curate": stage_specs(self.grid, cell)["curate"]}
+        stored = json.loads(spec_path.read_text()) if spec_path.exists() else None
+        if (out / "manifest.json").exists() and _stale(stored, spec, ("curate",)):
+            log.warning("the curation of %s changed: curating %s again", cell.id, out.name)
+            shutil.rmtree(out)
+            score_path(out).unlink(missing_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(spec_path, spec)
         if not (out / "manifest.json").exists():
             self.progress("curate", cell.id, 0, 1)
             curate(curate_config(self.grid, cell), out=out, overwrite=True, tokenizer=self.tokenizer)
@@ -221,13 +254,21 @@ class GridRunner:
     def run_cell(self, cell: Cell) -> dict:
         cdir = self.rundir / "cells" / cell.id
         status_path = cdir / "cell.json"
+        spec = stage_specs(self.grid, cell)
         if status_path.exists():
             status = json.loads(status_path.read_text())
-            if status["status"] == "ok":
+            changed = _stale(status.get("spec"), spec, ("curate", "compress", "evaluate"))
+            if status["status"] == "ok" and not changed:
                 return status
+            if changed:  # same cell id, edited parameters: its results would no longer match the config
+                log.warning("cell %s: %s changed since it ran; running it again", cell.id, " and ".join(changed))
+                if changed == ["evaluate"]:
+                    _remove_eval(cdir / "eval.json")
+                else:
+                    shutil.rmtree(cdir)
         cdir.mkdir(parents=True, exist_ok=True)
         record = {"cell": cell.id, "curation": cell.curation, "compression": cell.compression,
-                  "settings": cell.settings, "seed": cell.seed}
+                  "settings": cell.settings, "seed": cell.seed, "spec": spec}
         times = {}
         try:
             t0 = time.time()
@@ -265,6 +306,12 @@ class GridRunner:
 
         write_table(self.rundir, self.grid)
         return records
+
+
+def _remove_eval(out: Path) -> None:
+    """An evaluation result and its per-task checkpoints."""
+    out.unlink(missing_ok=True)
+    shutil.rmtree(out.with_name(out.name + ".parts"), ignore_errors=True)
 
 
 def select_cells(cells: list[Cell], patterns: list[str] | None, seeds: list[int] | None = None) -> list[Cell]:
