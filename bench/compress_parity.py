@@ -7,13 +7,15 @@ Two suites share one CalibrationSet and one held-out perplexity set:
 - held-out: the first ``--heldout`` consecutive 512-token windows of the *held-out* split of the
   ``wiki`` source (documents joined by EOS), another corpus and a disjoint split.
 
-  quality: dense vs RTN vs GPTQ vs AWQ (w4 g64, w3 g64); magnitude vs Wanda vs SparseGPT (50%, 60%, 2:4)
-  parity:  built-in vs llm-compressor for SparseGPT 50%, Wanda 50%, GPTQ w4 g64 (same settings):
-           perplexity ratio, wall-time ratio built-in / llm-compressor, peak RSS of each run
+  quality: dense vs RTN vs GPTQ vs AWQ (w4 g64, w3 g64); magnitude vs Wanda vs SparseGPT (50%, 60%, 2:4);
+           GPTQ and SparseGPT both with colakit's attention-aware value Hessians (the default) and with
+           token Hessians (``value_hessian="tokens"``, the papers' and llm-compressor's)
+  parity:  built-in vs llm-compressor for SparseGPT 50%, Wanda 50%, GPTQ w4 g64 (same settings, token
+           Hessians): perplexity ratio, wall-time ratio built-in / llm-compressor, peak RSS of each run
 
 Every run is a fresh subprocess, so its peak RSS is its own. Slow on 2 CPU cores:
   python bench/compress_parity.py --suite quality --calib 32 --heldout 16
-  python bench/compress_parity.py --suite parity  --calib 32 --heldout 16
+  python bench/compress_parity.py --suite parity  --calib 64 --heldout 16
 """
 
 from __future__ import annotations
@@ -31,14 +33,19 @@ from pathlib import Path
 import torch
 
 SEQ = 512
+# GPTQ and SparseGPT run twice: colakit's default attention-aware value Hessians (compress/attention.py)
+# and the token Hessians of the papers and llm-compressor
+TOKENS = dict(value_hessian="tokens")
 QUALITY = [
-    ("dense", {}), ("rtn", dict(bits=4, group_size=64)), ("gptq", dict(bits=4, group_size=64)),
-    ("awq", dict(bits=4, group_size=64)), ("rtn", dict(bits=3, group_size=64)),
-    ("gptq", dict(bits=3, group_size=64)), ("awq", dict(bits=3, group_size=64)),
-    *[(m, dict(sparsity=s)) for s in (0.5, 0.6) for m in ("magnitude", "wanda", "sparsegpt")],
-    *[(m, dict(pattern="2:4")) for m in ("magnitude", "wanda", "sparsegpt")],
+    ("dense", {}),
+    *[q for b in (4, 3) for q in (("rtn", dict(bits=b, group_size=64)), ("gptq", dict(bits=b, group_size=64)),
+                                  ("gptq", dict(bits=b, group_size=64, **TOKENS)), ("awq", dict(bits=b, group_size=64)))],
+    *[q for p in (dict(sparsity=0.5), dict(sparsity=0.6), dict(pattern="2:4"))
+      for q in (("magnitude", p), ("wanda", p), ("sparsegpt", p), ("sparsegpt", {**p, **TOKENS}))],
 ]
-PARITY = [("sparsegpt", dict(sparsity=0.5)), ("wanda", dict(sparsity=0.5)), ("gptq", dict(bits=4, group_size=64))]
+# same settings on both backends: llm-compressor has token Hessians only
+PARITY = [("sparsegpt", dict(sparsity=0.5, **TOKENS)), ("wanda", dict(sparsity=0.5)),
+          ("gptq", dict(bits=4, group_size=64, **TOKENS))]
 
 
 def build_data(work: Path, n_calib: int, n_heldout: int, seed: int = 0) -> None:
@@ -109,6 +116,22 @@ def _spawn(work: Path, method: str, params: dict, backend: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _run_key(r: dict) -> str:
+    return json.dumps([r["method"], r["params"], r["backend"]], sort_keys=True)
+
+
+def _print_baselines(done: dict) -> None:
+    """Each method's perplexity over its data-free baseline (RTN for quantizers, magnitude for pruners)."""
+    ppl = {_run_key(r): r["ppl"] for r in done.values() if "error" not in r}
+    for method, params in QUALITY:
+        base = "rtn" if "bits" in params else "magnitude"
+        mine = ppl.get(_run_key(dict(method=method, params=params, backend="builtin")))
+        plain = {k: v for k, v in params.items() if k != "value_hessian"}
+        ref = ppl.get(_run_key(dict(method=base, params=plain, backend="builtin")))
+        if method not in ("dense", base) and mine and ref:
+            print(f"{method:10s} {json.dumps(params):40s} ppl {mine:9.3f}  {base} {ref:9.3f}  ratio {mine / ref:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", choices=["quality", "parity"], default="quality")
@@ -116,6 +139,8 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=32, help="calibration windows of 512 tokens")
     ap.add_argument("--heldout", type=int, default=16, help="held-out windows of 512 tokens")
     ap.add_argument("--only", default="", help="comma-separated method names to run (default: all)")
+    ap.add_argument("--redo", action="store_true",
+                    help="rerun quality entries already in quality.json (default: keep them, run the missing ones)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.work is None:
@@ -136,23 +161,32 @@ def main() -> None:
         plan = [(m, p, b) for m, p in PARITY if not only or m in only for b in ("builtin", "llmcompressor")]
     print(f"calibration: curate random, {args.calib} x {SEQ} tokens of c4; held-out: {args.heldout} x {SEQ} "
           f"tokens of the wiki held-out split", flush=True)
+    # quality entries accumulate across invocations (each run is minutes on 2 cores); parity always reruns
+    # both backends so that their wall times are taken side by side
+    saved = work / f"{args.suite}.json"
+    done = {_run_key(r): r for r in json.loads(saved.read_text())} if saved.exists() and args.suite == "quality" else {}
     results = []
     for method, params, backend in plan:
-        r = _spawn(work, method, params, backend)
+        r = done.get(_run_key(dict(method=method, params=params, backend=backend)))
+        if r is None or "error" in r or args.redo:
+            r = _spawn(work, method, params, backend)
+            done[_run_key(r)] = r
+            saved.write_text(json.dumps(list(done.values()) if args.suite == "quality" else results + [r], indent=2))
         results.append(r)
         if "error" in r:
             print(f"{method:10s} {json.dumps(params):40s} {backend:14s} ERROR {r['error']}", flush=True)
         else:
             print(f"{method:10s} {json.dumps(params):40s} {backend:14s} ppl {r['ppl']:8.3f}  compress "
                   f"{r['compress_s']:7.1f}s  peak RSS {r['peak_rss_mb']:6.0f} MB", flush=True)
-    if args.suite == "parity":
+    if args.suite == "quality":
+        _print_baselines(done)
+    else:
         for method, params in PARITY:
             pair = {r["backend"]: r for r in results if r["method"] == method and "error" not in r}
             if len(pair) == 2:
                 b, l = pair["builtin"], pair["llmcompressor"]
                 print(f"{method:10s} ppl ratio built-in/llm-compressor {b['ppl'] / l['ppl']:.4f}   wall-time ratio "
                       f"{b['compress_s'] / l['compress_s']:.3f}   peak RSS {b['peak_rss_mb']:.0f} / {l['peak_rss_mb']:.0f} MB")
-    (work / f"{args.suite}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
