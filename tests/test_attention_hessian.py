@@ -40,6 +40,22 @@ def test_probe_matches_eager_weights_and_leaves_outputs_alone(family):
     assert torch.all(probs[0].triu(1) == 0)  # causal
 
 
+@pytest.mark.parametrize("family", ["gemma2", "llama"])
+def test_probe_of_an_eager_model_takes_its_own_weights(family):
+    """A model loaded with eager attention keeps its own eager function (Gemma 2's softcapping)."""
+    model = tiny_model(family)
+    model.config._attn_implementation = "eager"
+    ids = torch.randint(5, 100, (2, 10))
+    with torch.no_grad():
+        plain = model(ids, output_attentions=True)
+        seen = []
+        with probe_attention(_attention_of(model), seen.append) as active:
+            probed = model(ids).logits
+    assert active and len(seen) == 1
+    assert torch.equal(plain.logits, probed)
+    torch.testing.assert_close(seen[0], plain.attentions[0].float())
+
+
 def test_attention_probs_default_mask_is_causal():
     q, k = torch.randn(1, 4, 5, 8), torch.randn(1, 2, 5, 8)  # grouped-query: 2 kv heads for 4 query heads
     p = attention_probs(torch.nn.Module(), q, k, None, None)

@@ -109,14 +109,24 @@ def probe_attention(attn: nn.Module, sink: Callable[[torch.Tensor], None]) -> It
         yield False
         return
     original = config._attn_implementation_internal
-    impl = ALL_ATTENTION_FUNCTIONS.get_interface(original, eager_attention_forward) if original != "eager" \
-        else eager_attention_forward
-    fired = []
+    if original == "eager":
+        # eager attention already returns its weights (the module's second output), computed by the
+        # family's own eager function (softcapping, scaling): take them from there
+        def hook(_mod, _args, out):
+            if isinstance(out, tuple) and len(out) > 1 and isinstance(out[1], torch.Tensor):
+                sink(out[1].float())
+
+        handle = attn.register_forward_hook(hook)
+        try:
+            yield True
+        finally:
+            handle.remove()
+        return
+    impl = ALL_ATTENTION_FUNCTIONS.get_interface(original, eager_attention_forward)
 
     def probe(module, query, key, value, attention_mask, scaling=None, **kwargs):
         out = impl(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
         if module is attn:
-            fired.append(True)
             sink(attention_probs(module, query, key, attention_mask, scaling))
         return out
 
