@@ -82,6 +82,12 @@ def test_cli_default_group_size_is_auto_and_recorded(setup):
     report = json.loads((tmp / "q" / "compression.json").read_text())
     assert report["config"]["group_size"] == 64  # the tiny model's hidden size is 64: 128 cannot divide it
     assert any("chose 64" in note for note in report["notes"])
+    assert report["config"]["value_hessian"] == "attention"
+    assert report["blocks"][0]["linears"]["self_attn.v_proj"]["value_hessian"] == "attention"
+    result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "gptq", "--value-hessian", "rows",
+                    "--out", tmp / "r")
+    assert isinstance(result.exception, ColakitError) and "attention, tokens" in str(result.exception)
+    assert not (tmp / "r").exists()
 
 
 def test_cli_refuses_calibration_from_another_tokenizer(setup):

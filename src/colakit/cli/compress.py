@@ -52,8 +52,8 @@ def compress_command(
 
     config = CompressionConfig(method=method, sparsity=sparsity, pattern=pattern, bits=bits,
                                group_size=_parse_group_size(group_size),
-                               sym=sym, act_order=act_order, damp=damp, value_hessian=value_hessian, batch_size=batch_size, awq_clip=awq_clip,
-                               awq_search_tokens=awq_search_tokens or None)
+                               sym=sym, act_order=act_order, damp=damp, value_hessian=value_hessian,
+                               batch_size=batch_size, awq_clip=awq_clip, awq_search_tokens=awq_search_tokens or None)
     with console.status(f"compressing {model} with {method} ({backend})"):
         result = compress_to_dir(model, calib, out, config, device=device, dtype=dtype, backend=backend)
     sparsity_note = f", sparsity {result['sparsity']:.3f}" if result.get("sparsity") else ""
