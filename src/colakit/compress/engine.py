@@ -188,12 +188,12 @@ def _solve_with_stats(block, index, linears, batches, config) -> tuple[dict, lis
     state = runtime.MaskState()
     dense_out = []
     with runtime.input_hooks(linears, state, lambda name, x: solvers[name].add_batch(x)), \
-            _probe_values(block, linears, values, state) as probed:
+            _probe_values(linears, values, state) as probed:
         for b in batches:
             state.mask = b.mask
             dense_out.append(runtime.run_block(block, index, b))
     if values is not None and probed():
-        solvers[values[0]] = values[1]
+        solvers[values[0]] = values[2]
     errors = {}
     for name, lin in linears.items():
         what = f"block {index} {name}"
@@ -211,27 +211,26 @@ def _solve_with_stats(block, index, linears, batches, config) -> tuple[dict, lis
     return errors, dense_out
 
 
-def _value_hessians(block, linears, config) -> tuple[str, attention.ValueHessians] | None:
-    """(name, per-group solvers) for the block's value projection when ``value_hessian="attention"``."""
+def _value_hessians(block, linears, config) -> tuple[str, nn.Module, attention.ValueHessians] | None:
+    """(name, its attention module, per-group solvers) for the block's value projection when ``value_hessian="attention"``."""
     wanted = config.value_hessian == "attention" and config.method in ("gptq", "sparsegpt")
     name = attention.value_linear(linears) if wanted else None
     attn = block.get_submodule(name.rsplit(".", 1)[0]) if name and "." in name else None
     head_dim = getattr(attn, "head_dim", None)
     if name is None or attn is None or not head_dim or weight_matrix(linears[name]).shape[0] % head_dim:
         return None
-    return name, attention.ValueHessians(lambda: _make_solver(config, linears[name]),
-                                         weight_matrix(linears[name]).shape[0], head_dim)
+    return name, attn, attention.ValueHessians(lambda: _make_solver(config, linears[name]),
+                                               weight_matrix(linears[name]).shape[0], head_dim)
 
 
 @contextlib.contextmanager
-def _probe_values(block, linears, values, state):
+def _probe_values(linears, values, state):
     """Feed the value projection's attention-weighted inputs to its per-group solvers; yields a
     callable telling whether the attention was seen (else the plain token Hessian is used)."""
     if values is None:
         yield lambda: False
         return
-    name, hessians = values
-    attn = block.get_submodule(name.rsplit(".", 1)[0])
+    name, attn, hessians = values
     seen = {"x": None, "n": 0}
 
     def keep_input(_mod, inp):

@@ -117,6 +117,15 @@ def _stale(stored: dict | None, current: dict, stages: tuple[str, ...]) -> list[
     return [k for k in stages if stored and k in stored and stored[k] != current[k]]
 
 
+def _refresh(spec_path: Path, spec: dict, done: bool) -> bool:
+    """Record ``spec`` for a stage kept beside ``spec_path``; True when the stage is ``done`` under a
+    different recorded spec (the caller removes it, so it runs again)."""
+    stored = json.loads(spec_path.read_text()) if spec_path.exists() else None
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(spec_path, spec)
+    return done and bool(_stale(stored, spec, tuple(spec)))
+
+
 def score_path(calib: Path) -> Path:
     """Where a calibration set's proxy scores are kept (beside it, so cells sharing the set share them)."""
     return calib.with_name(calib.name + ".score.json")
@@ -145,13 +154,10 @@ class GridRunner:
         from colakit.evaluate import evaluate_model, read_results
 
         out = self.rundir / "dense" / "eval.json"
-        spec_path, spec = out.with_name("spec.json"), {"evaluate": _digest([self.grid.model, self.grid.evaluate])}
-        stored = json.loads(spec_path.read_text()) if spec_path.exists() else None
-        if out.exists() and _stale(stored, spec, ("evaluate",)):
+        if _refresh(out.with_name("spec.json"), {"evaluate": _digest([self.grid.model, self.grid.evaluate])},
+                    out.exists()):
             log.warning("the evaluation settings changed since the dense model was evaluated: evaluating it again")
             _remove_eval(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(spec_path, spec)
         if out.exists():
             return read_results(out)
         self.progress("evaluate", "dense", 0, 1)
@@ -175,14 +181,11 @@ class GridRunner:
         from colakit.curate import curate
 
         out = calib_dir(self.rundir, self.grid, cell)
-        spec_path, spec = out.with_name(out.name + ".spec.json"), {"curate": stage_specs(self.grid, cell)["curate"]}
-        stored = json.loads(spec_path.read_text()) if spec_path.exists() else None
-        if (out / "manifest.json").exists() and _stale(stored, spec, ("curate",)):
+        if _refresh(out.with_name(out.name + ".spec.json"), {"curate": stage_specs(self.grid, cell)["curate"]},
+                    (out / "manifest.json").exists()):
             log.warning("the curation of %s changed: curating %s again", cell.id, out.name)
             shutil.rmtree(out)
             score_path(out).unlink(missing_ok=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(spec_path, spec)
         if not (out / "manifest.json").exists():
             self.progress("curate", cell.id, 0, 1)
             curate(curate_config(self.grid, cell), out=out, overwrite=True, tokenizer=self.tokenizer)
