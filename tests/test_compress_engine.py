@@ -114,6 +114,31 @@ def test_each_block_is_calibrated_on_the_compressed_outputs_of_the_previous_one(
     assert torch.allclose(seen[0], expected, atol=1e-6)
 
 
+def test_linears_fed_one_tensor_share_their_statistics_which_equal_their_own():
+    from colakit.compress.runtime import MaskState, input_hooks
+    from colakit.layers import block_linears
+
+    model = tiny_model("llama")
+    ids, mask = calibration()
+    layout = find_decoder(model)
+    block, linears = layout.layers[0], block_linears(layout.layers[0])
+    batch = capture_inputs(model, layout.layers, ids, mask, 4)[0]
+    state = MaskState()
+    state.mask = batch.mask
+    got = {False: {}, True: {}}
+    for share in (False, True):
+        with torch.no_grad(), input_hooks(linears, state, lambda n, x, s=share: got[s].setdefault(n, x.clone()),
+                                          share_inputs=share) as shared:
+            run_block(block, 0, batch)
+        if share:
+            assert shared == {"self_attn.k_proj": "self_attn.q_proj", "self_attn.v_proj": "self_attn.q_proj",
+                              "mlp.up_proj": "mlp.gate_proj"}
+    assert set(got[True]) == set(linears) - set(shared)
+    for name, owner in shared.items():  # the statistics a sharer skipped are exactly its owner's
+        assert torch.equal(got[False][name], got[True][owner])
+    assert got[True]["self_attn.q_proj"].shape[0] == int(batch.mask.sum())  # padding rows left out
+
+
 @pytest.mark.parametrize("bad,needle", [
     (dict(method="gptq", bits=4, group_size=48), "--group-size 32"),
     (dict(method="sparsegpt", sparsity=0.0), "outside (0, 1)"),

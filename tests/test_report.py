@@ -177,11 +177,32 @@ def test_activation_map_defaults_to_cola_and_marks_selected(report, rundir, tmp_
     assert "sparsegpt-50__zipcal__seq_len128__s0: 16 selected" in other.html.read_text()
 
 
-def test_sweep_curves_one_line_per_curation(report):
+def test_sweep_curves_one_line_per_curation_for_the_mean_and_each_capability(report):
     section = report.html.read_text().split('id="sweeps"')[1].split("</section>")[0]
-    assert section.count("<svg") == len(COMPRESSIONS)  # seq_len swept; n has one value
-    assert section.count('class="line"') == len(COMPRESSIONS) * len(CURATIONS)
+    capabilities = {cap for task, (cap, *_) in TASKS.items() if task != "mmlu"}  # mmlu is flagged: left out
+    charts = len(COMPRESSIONS) * (1 + len(capabilities))  # seq_len swept; n has one value
+    assert section.count("<svg") == charts
+    assert section.count('class="line"') == charts * len(CURATIONS)
+    assert "<b>seq_len</b>, sparsegpt-50: Math retention" in section
+    assert "<b>seq_len</b>, sparsegpt-50: mean retention over capabilities" in section
     assert "n: 1 value(s); not plotted." in section
+
+
+def test_sweep_curve_of_one_capability_follows_its_cells(tmp_path):
+    rows = []
+    for cur in ("random-c4", "cola"):
+        for seq_len in (128, 256):
+            for task, cap, r in (("ppl_wiki", "LM", 0.9), ("ppl_math", "Math", 0.5 + seq_len / 1000 + (cur == "cola") / 10)):
+                rows.append({"cell": f"{cur}-{seq_len}", "status": "ok", "curation": cur, "compression": "gptq-w4",
+                             "seed": 0, "seq_len": seq_len, "task": task, "capability": cap, "metric": "perplexity",
+                             "metric_kind": "perplexity", "value": 20 / r, "dense_value": 20, "retention": r,
+                             "flagged": "False"})
+    run = load_run(write_rundir(tmp_path / "run", rows, {"sweeps": {"seq_len": [128, 256]}}))
+    scores = d.cell_scores(run)
+    math_curve = d.sweep_data(run, scores, "seq_len", "Math")["gptq-w4"]["cola"]
+    assert {v: m.mean for v, m in math_curve.items()} == pytest.approx({"128": 0.728, "256": 0.856})
+    lm_curve = d.sweep_data(run, scores, "seq_len", "LM")["gptq-w4"]["random-c4"]
+    assert {v: m.mean for v, m in lm_curve.items()} == pytest.approx({"128": 0.9, "256": 0.9})
 
 
 def test_minimal_run_degrades_gracefully(tmp_path):

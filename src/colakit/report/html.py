@@ -240,16 +240,21 @@ def _sweeps(run: d.Run, scores: d.CellScores, colors: dict[str, str]) -> str:
     out = []
     for key in run.setting_keys:
         xs = d.sweep_values(run, key)
-        for comp, lines in d.sweep_data(run, scores, key).items():
-            marks = {cur: {x: Mark(v.mean, v.spread, f"{comp} · {cur} · {key}={x}: {d.fmt_value(v)} ({v.n} cell(s))")
-                           for x, v in by_x.items()} for cur, by_x in lines.items()}
-            svg = line_chart(f"Mean retention vs {key}, {comp}", xs, run.curations, colors, marks, key)
-            fixed, _ = d.sweep_slice(run, key)
-            others = [k for k in run.setting_keys if k != key]
-            pooled = (f"{d.settings_label(tuple(fixed.items()))}, over seeds" if fixed
-                      else f"pooled over {', '.join(others)} and seeds" if others else "over seeds")
-            out.append(_figure(svg, f"<b>{esc(key)}</b>, {esc(comp)}: mean retention over capabilities, "
-                                    f"{esc(pooled)}; error bars: std over cells."))
+        fixed, _ = d.sweep_slice(run, key)
+        others = [k for k in run.setting_keys if k != key]
+        pooled = (f"{d.settings_label(tuple(fixed.items()))}, over seeds" if fixed
+                  else f"pooled over {', '.join(others)} and seeds" if others else "over seeds")
+        # the mean first, then each capability: a sweep can help one capability and cost another
+        for capability in [d.MEAN, *scores.capabilities]:
+            what = "mean retention over capabilities" if capability == d.MEAN else f"{capability} retention"
+            for comp, lines in d.sweep_data(run, scores, key, capability).items():
+                marks = {cur: {x: Mark(v.mean, v.spread, f"{comp} · {cur} · {key}={x} · {capability}: "
+                                                         f"{d.fmt_value(v)} ({v.n} cell(s))")
+                               for x, v in by_x.items()} for cur, by_x in lines.items()}
+                title = f"{what[0].upper()}{what[1:]} vs {key}, {comp}"
+                svg = line_chart(title, xs, run.curations, colors, marks, key)
+                out.append(_figure(svg, f"<b>{esc(key)}</b>, {esc(comp)}: {esc(what)}, {esc(pooled)}; "
+                                        "error bars: std over cells."))
     return f'<div class="charts">{"".join(out)}</div>' + "".join(_note(n) for n in notes)
 
 
