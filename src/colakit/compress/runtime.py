@@ -146,7 +146,7 @@ def input_hooks(modules: dict[str, nn.Module], state: MaskState, sink: Callable[
 
     def hook(_mod, inp, name):
         x = inp[0]
-        if share_inputs and x is last[0]:
+        if share_inputs and x is last[0] and name != last[1]:  # (a module called twice on one tensor counts twice)
             if shared.setdefault(name, last[1]) != last[1]:
                 raise ColakitError(f"{name} shares its input with {last[1]} here and with {shared[name]} before",
                                    "this block routes its inputs unusually; please report the model")
