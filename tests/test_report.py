@@ -60,6 +60,28 @@ def test_markdown_summary_beside_the_page(report, rundir):
     assert FAILED in md and "mmlu" in md
 
 
+def test_markdown_retention_per_task_matches_the_csv(report, rundir):
+    md = report.markdown.read_text().split("## Retention per task")[1].split("\n## ")[0]
+    blocks = md.split("### ")[1:]
+    assert len(blocks) == len(COMPRESSIONS) * 2  # x 2 sequence lengths
+    block = next(b for b in blocks if b.startswith("sparsegpt-50, seq_len=128"))
+    header, _, *lines = [line for line in block.splitlines() if line.startswith("|")]
+    tasks = [h.split(" (")[0].strip() for h in header.strip("|").split("|")[1:]]
+    assert set(tasks) == set(TASKS), tasks
+    assert "mmlu (gold_bpb, flagged)" in header
+    assert len(lines) == len(CURATIONS)
+    rows = csv_rows(rundir)
+    for line in lines:
+        cur = line.strip("|").split("|")[0].strip().removesuffix(" (baseline)")
+        cell = line.strip("|").split("|")[1 + tasks.index("ppl_wiki")].strip().strip("*")
+        expected = statistics.fmean(float(r["retention"]) for r in rows if r["curation"] == cur and r["task"] == "ppl_wiki"
+                                    and r["compression"] == "sparsegpt-50" and r["seq_len"] == "128"
+                                    and r["metric_kind"] == "perplexity" and r["status"] == "ok")
+        assert float(cell.split(" ± ")[0]) == pytest.approx(expected, abs=5e-4)
+    column = [line.strip("|").split("|")[1 + tasks.index("gsm8k")].strip() for line in lines]
+    assert sum(c.startswith("**") for c in column) == 1  # the best of the column in bold
+
+
 def test_one_bar_per_curation_and_capability(report):
     page = report.html.read_text()
     # Knowledge has only mmlu, which is flagged: no column, no bar. The mean over capabilities is a group.

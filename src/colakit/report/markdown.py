@@ -1,4 +1,5 @@
-"""The report's markdown summary (report.md): header, headline retention table, failures, flags, proxies.
+"""The report's markdown summary (report.md): header, headline retention table, retention per task,
+failures, flags, proxies.
 
 Meant for a terminal, a README or a pull-request comment; the HTML page has the charts.
 """
@@ -40,6 +41,36 @@ def headline_markdown(run: d.Run, table: d.Headline) -> str:
     return "\n".join(lines) + "\n"
 
 
+def task_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
+    """Retention per task (curations x tasks, per compression and setting): the capability columns
+    average tasks whose curations move in opposite directions (code and math perplexity inside LM)."""
+    chosen = d.select_rows(run, metric_kind)
+    metric = {task: r.metric for (_, task), r in chosen.items()}  # the metric standing for each task
+    details = [t for t in d.task_details(run) if metric.get(t.task) == t.metric and t.retention is not None]
+    if not details:
+        return ""
+    tasks = list(dict.fromkeys(t.task for t in details))  # task_details orders by capability, then task
+    out = []
+    for block in dict.fromkeys((t.compression, t.settings) for t in details):
+        rows = [t for t in details if (t.compression, t.settings) == block]
+        best = {task: max(t.retention.mean for t in rows if t.task == task) for task in tasks
+                if any(t.task == task for t in rows)}
+        title = block[0] + (f", {d.settings_label(block[1])}" if block[1] else "")
+        out += [f"### {_escape(title)}", "", "| curation | " + " | ".join(
+                    f"{_escape(task)} ({_escape(metric[task])}{', flagged' if any(t.flagged for t in rows if t.task == task) else ''})"
+                    for task in tasks) + " |", "|---|" + "---:|" * len(tasks)]
+        for cur in dict.fromkeys(t.curation for t in rows):
+            by_task = {t.task: t for t in rows if t.curation == cur}
+            cells = []
+            for task in tasks:
+                t = by_task.get(task)
+                text = "–" if t is None else d.fmt_value(t.retention) + t.marks
+                cells.append(f"**{text}**" if t is not None and t.retention.mean == best[task] else text)
+            out.append(f"| {_escape(cur + (' (baseline)' if cur == run.baseline else ''))} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
     d.check_metric_kind(metric_kind)
     table = d.headline_table(run, metric_kind)
@@ -54,6 +85,11 @@ def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
            f"Bold {d.BEST_MARK}: best curation in the column within each {block}. {d.SPREAD_NOTE}. "
            f"{d.SIGNIFICANCE_NOTE}. Capability columns name the metric kind of their numbers; flagged tasks are "
            "left out of every average.", ""]
+    per_task = task_markdown(run, metric_kind)
+    if per_task:
+        out += ["## Retention per task", "",
+                f"Mean over seeds; bold: best in the column; * and † as above, per task. {d.SPREAD_NOTE}.", "",
+                per_task]
     correlations = d.score_correlations(run, scores)
     if correlations:
         comps = [c for c in run.compressions if any(c in corr.by_compression for corr in correlations)]
