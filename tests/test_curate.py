@@ -84,3 +84,23 @@ def test_score_ranks_a_set_in_activation_space(tok, tmp_path):
     assert -1 <= result["representativeness"] <= 1 and result["proxy"] == pytest.approx(
         (result["representativeness"] + result["diversity"]) / 2)
     assert score_set(calib, **kw) == result  # deterministic
+
+
+def test_cli_defaults_to_cola_over_the_general_sources(tmp_path, monkeypatch):
+    # configs/general.yaml measured it (README): COLA over these sources beat random C4 for SparseGPT and GPTQ
+    import colakit.curate as curate_mod
+    from typer.testing import CliRunner
+
+    from colakit.cli import app
+
+    seen = {}
+
+    def capture(config, **_kw):
+        seen["config"] = config
+        raise ColakitError("stopped by the test")
+
+    monkeypatch.setattr(curate_mod, "curate", capture)
+    result = CliRunner().invoke(app, ["curate", "--out", str(tmp_path / "x")])
+    assert "stopped by the test" in str(result.exception)
+    assert seen["config"].method == "cola"
+    assert list(seen["config"].sources) == ["c4", "wiki", "code", "math", "commonsense"]

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from colakit.cli.app import app, console
 
+DEFAULT_SOURCES = ("c4", "wiki", "code", "math", "commonsense")
+
 
 def _split_csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
@@ -35,8 +37,12 @@ def _parse_params(items: list[str]) -> dict:
 def curate(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory for the CalibrationSet."),
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Built-in id, model directory or hub id."),
-    sources: str = typer.Option("c4", "--sources", "-s", help="Comma-separated sources (see `colakit sources list`)."),
-    method: str = typer.Option("random", "--method", help="Curation method (selector)."),
+    # Defaults from configs/general.yaml (3 seeds, README): COLA over these five sources kept more than
+    # random C4 after SparseGPT 50% and GPTQ w4 (mean retention +0.027 and +0.014).
+    sources: str = typer.Option(",".join(DEFAULT_SOURCES), "--sources", "-s",
+                                help="Comma-separated sources (see `colakit sources list`)."),
+    method: str = typer.Option("cola", "--method", help="Curation method (selector): cola, random, mix-uniform, "
+                               "igsp, zipcal, self-gen, self-cal."),
     n: int = typer.Option(None, "--n", help="Number of calibration samples, the budget (default 128, or per --compression)."),
     seq_len: int = typer.Option(None, "--seq-len", help="Tokens per sample (default 512, or per --compression)."),
     compression: str = typer.Option(None, "--compression", help="sparsegpt, wanda, gptq or awq: the method the set is "
