@@ -103,4 +103,4 @@ def test_cli_defaults_to_cola_over_the_general_sources(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["curate", "--out", str(tmp_path / "x")])
     assert "stopped by the test" in str(result.exception)
     assert seen["config"].method == "cola"
-    assert list(seen["config"].sources) == ["c4", "wiki", "code", "math", "commonsense"]
+    assert list(seen["config"].sources) == ["c4", "wiki", "code", "math", "commonsense", "multilingual"]
