@@ -104,12 +104,17 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _evaluate_digest(grid: GridConfig) -> str:
+    """What an evaluation depends on: the dense model's and every cell's."""
+    return _digest([grid.model, grid.evaluate])
+
+
 def stage_specs(grid: GridConfig, cell: Cell) -> dict[str, str]:
     """A digest of everything each stage of ``cell`` depends on: a finished stage whose digest no longer
     matches the config (same cell id, edited parameters) is redone instead of mixed into the table."""
     return {"curate": _digest(dataclasses.asdict(curate_config(grid, cell))),
             "compress": _digest([grid.model, grid.compression[cell.compression].params]),
-            "evaluate": _digest([grid.model, grid.evaluate])}
+            "evaluate": _evaluate_digest(grid)}
 
 
 def _stale(stored: dict | None, current: dict, stages: tuple[str, ...]) -> list[str]:
@@ -154,8 +159,7 @@ class GridRunner:
         from colakit.evaluate import evaluate_model, read_results
 
         out = self.rundir / "dense" / "eval.json"
-        if _refresh(out.with_name("spec.json"), {"evaluate": _digest([self.grid.model, self.grid.evaluate])},
-                    out.exists()):
+        if _refresh(out.with_name("spec.json"), {"evaluate": _evaluate_digest(self.grid)}, out.exists()):
             log.warning("the evaluation settings changed since the dense model was evaluated: evaluating it again")
             _remove_eval(out)
         if out.exists():
