@@ -62,7 +62,8 @@ def _two_nearest(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
 
 
-def local_search(x: np.ndarray, centers: np.ndarray, rng: np.random.Generator, steps: int) -> np.ndarray:
+def local_search(x: np.ndarray, centers: np.ndarray, rng: np.random.Generator, steps: int,
+                 batch: int = 16) -> np.ndarray:
     """LocalSearch++ (Lattanzi & Sohler, ICML 2019) on k-means seeds: ``steps`` proposals, in place.
 
     Each step draws a point with probability proportional to its squared distance to the nearest
@@ -70,8 +71,12 @@ def local_search(x: np.ndarray, centers: np.ndarray, rng: np.random.Generator, s
     the total cost. Lloyd only moves centroids within their basins; a swap moves a seed to another
     one, which is what separates the restarts' local optima (bench/kmeans.py's mixture of 5,000
     points, k = 256, 8 seeds: two restarts with 2k swaps each ended 0.1-0.5% below scikit-learn's
-    best of ten restarts; three restarts without swaps had ended 0.3% above it). Keeps a [n, k] distance matrix (the size of
-    ``x`` when k is near the feature dimension) and each point's two nearest seeds.
+    best of ten restarts; three restarts without swaps had ended 0.3% above it).
+
+    Proposals are drawn ``batch`` at a time, from the distances at the start of the batch, so that
+    their distance rows come from one matrix product (one row at a time reads all of ``x`` per
+    step); each is then judged on the exact current cost. Keeps a [n, k] distance matrix (the size
+    of ``x`` when k is near the feature dimension) and each point's two nearest seeds.
     """
     n, k = len(x), len(centers)
     if steps <= 0 or k < 2:
@@ -79,21 +84,23 @@ def local_search(x: np.ndarray, centers: np.ndarray, rng: np.random.Generator, s
     sq = (x * x).sum(1)
     dist = np.maximum(sq[:, None] + (centers * centers).sum(1)[None, :] - 2 * x @ centers.T, 0)
     near, near_d = _two_nearest(dist)
-    for _ in range(steps):
-        d1, d2 = near_d[:, 0], near_d[:, 1]
-        cum = np.cumsum(d1, dtype=np.float64)
+    for start in range(0, steps, batch):
+        cum = np.cumsum(near_d[:, 0], dtype=np.float64)
         if cum[-1] <= 0:  # every point sits on a seed
             break
-        p = int(np.searchsorted(cum, rng.random() * cum[-1]).clip(max=n - 1))
-        d_new = np.maximum(sq + sq[p] - 2 * x @ x[p], 0)
-        kept = np.minimum(d_new, d1)  # cost with the new seed added
-        # removing seed c sends its points to their second-nearest seed (or the new one)
-        loss = np.bincount(near[:, 0], weights=np.minimum(d_new, d2) - kept, minlength=k)
-        c = int(np.argmin(loss))
-        if kept.sum(dtype=np.float64) + loss[c] >= cum[-1]:
-            continue
-        centers[c] = x[p]
-        _replace_seed(dist, near, near_d, c, d_new)
+        picks = np.searchsorted(cum, rng.random(min(batch, steps - start)) * cum[-1]).clip(max=n - 1)
+        proposals = np.maximum(sq[picks, None] + sq[None, :] - 2 * x[picks] @ x.T, 0)  # [batch, n]
+        cost = cum[-1]
+        for p, d_new in zip(picks, proposals):
+            kept = np.minimum(d_new, near_d[:, 0])  # cost with the new seed added
+            # removing seed c sends its points to their second-nearest seed (or the new one)
+            loss = np.bincount(near[:, 0], weights=np.minimum(d_new, near_d[:, 1]) - kept, minlength=k)
+            c = int(np.argmin(loss))
+            new_cost = kept.sum(dtype=np.float64) + loss[c]
+            if new_cost < cost:
+                centers[c] = x[p]
+                _replace_seed(dist, near, near_d, c, d_new)
+                cost = new_cost
     return centers
 
 
