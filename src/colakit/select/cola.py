@@ -2,8 +2,8 @@
 
 k = the sample budget. On the projected activation features, per seeded restart (``n_init``, the
 lowest inertia kept): greedy k-means++ seeding, LocalSearch++ swaps of seeds for data points
-(Lattanzi & Sohler 2019), then faiss's Lloyd iterations. Then every centroid takes its nearest candidate that no other
-centroid has taken yet, centroids with the closest match choosing first. So the result always
+(Lattanzi & Sohler 2019), then faiss's Lloyd iterations. Then every centroid takes its nearest
+candidate that no other centroid has taken yet, centroids with the closest match choosing first. So the result always
 has exactly ``budget`` distinct candidates, also when k-means leaves a cluster empty or two
 centroids share their nearest point.
 """
@@ -229,7 +229,8 @@ def medoids(features: np.ndarray, budget: int, seed: int, n_init: int, niter: in
             max_train: int | None = None, swaps: int | None = None) -> Selection:
     """k-means with k = budget on ``features``; the distinct candidate nearest each centroid."""
     with faiss_threads(len(features)):
-        centroids, inertia, assign = kmeans(features, budget, seed, n_init, niter, max_train=max_train, swaps=swaps)
+        centroids, inertia, assign = kmeans(features, budget, seed, n_init, niter, max_train=max_train,
+                                            swaps=swaps)
         chosen, dists = nearest_unique(features, centroids)
     sizes = np.bincount(assign, minlength=budget)
     return Selection(indices=chosen, clusters=list(range(budget)), distances=dists,
