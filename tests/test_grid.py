@@ -180,6 +180,56 @@ def test_a_killed_grid_resumes_where_it_stopped(tiny_grid):
     assert (rundir / "cells" / finished[0] / "cell.json").stat().st_mtime_ns == done_before
 
 
+def test_file_lock_is_exclusive_and_released(tmp_path):
+    from colakit.cache import file_lock
+
+    with file_lock(tmp_path / ".x.lock") as held:
+        assert held
+        with file_lock(tmp_path / ".x.lock", blocking=False) as second:
+            assert not second  # a second open of the file (as another process would) is refused
+    with file_lock(tmp_path / ".x.lock", blocking=False) as again:
+        assert again
+
+
+@pytest.mark.integration
+def test_two_runs_on_one_directory_share_the_cells_and_curate_once(tiny_grid, monkeypatch):
+    """`colakit run` twice at once on one RUNDIR: each cell runs once, the shared set is curated once."""
+    import threading
+    import time
+
+    import colakit.compress as compress_mod
+    import colakit.curate as curate_mod
+    from colakit.grid import GridRunner
+
+    tmp_path, config = tiny_grid
+    grid = load_grid(config)
+    grid.curation.pop("cola")
+    grid.compression.pop("gptq-g48")
+    calls = []
+    for mod, name in ((compress_mod, "compress_to_dir"), (curate_mod, "curate")):
+        real = getattr(mod, name)
+
+        def counted(*a, _real=real, _name=name, **k):
+            calls.append(_name)
+            time.sleep(0.5)  # both runs reach the shared stages while the other is inside them
+            return _real(*a, **k)
+
+        monkeypatch.setattr(mod, name, counted)
+    rundir = tmp_path / "run"
+    records = [[], []]
+    threads = [threading.Thread(target=lambda i=i: records[i].extend(GridRunner(grid, rundir).run()))
+               for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(calls) == ["compress_to_dir", "compress_to_dir", "curate"]
+    for cell in ("random-c4__gptq-w4__s0", "random-c4__wanda-50__s0"):
+        statuses = sorted(r["status"] for run in records for r in run if r["cell"] == cell)
+        assert statuses in (["elsewhere", "ok"], ["ok", "ok"])  # ok twice: the second found it finished
+        assert json.loads((rundir / "cells" / cell / "cell.json").read_text())["status"] == "ok"
+
+
 @pytest.mark.integration
 def test_edited_parameters_redo_the_stages_they_touch(tiny_grid, monkeypatch, caplog):
     """Same cell ids, edited config: the stale stages run again, the rest is kept."""

@@ -72,9 +72,11 @@ def run_command(
                TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         records = GridRunner(grid, out, _GridProgress(progress, n_tasks), only=cells, seeds=only_seeds).run()
-    failed = [r for r in records if r["status"] != "ok"]
-    console.print(f"{len(records) - len(failed)} cells ok, {len(failed)} failed, in {time.time() - t0:.0f}s; "
-                  f"table: {out / 'results.csv'}")
+    failed = [r for r in records if r["status"] == "failed"]
+    elsewhere = sum(r["status"] == "elsewhere" for r in records)
+    console.print(f"{sum(r['status'] == 'ok' for r in records)} cells ok, {len(failed)} failed"
+                  + (f", {elsewhere} run by another process on {out}" if elsewhere else "")
+                  + f", in {time.time() - t0:.0f}s; table: {out / 'results.csv'}")
     for r in failed:
         console.print(f"[red]failed[/] {r['cell']}: {r['error']}", highlight=False)
     console.print(f"next: colakit report {out} --out {out / 'report.html'}")

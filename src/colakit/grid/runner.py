@@ -10,6 +10,10 @@ RUNDIR layout (each file written atomically, so a killed run resumes where it st
     cells/<cell>/eval.json        the compressed model's evaluation
     cells/<cell>/activation_map.json   2-D map of the candidate pool, selected samples marked
     results.csv, results.parquet  the tidy table: one row per cell x task x metric kind
+
+Runs sharing RUNDIR on one machine split the work through file locks: ``cells/.<cell>.lock`` (a
+cell locked by another run is passed by), ``calib/.<calib_key>.lock`` and ``dense/.lock`` (waited
+for, so each set is curated and the dense model evaluated once).
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import hashlib
 import json
 import logging
 import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 
-from colakit.cache import write_json_atomic
+from colakit.cache import file_lock, write_json_atomic
 from colakit.errors import ColakitError
 from colakit.grid.config import Cell, GridConfig
 
@@ -36,9 +41,8 @@ log = logging.getLogger(__name__)
 def _check_writable(rundir: Path) -> None:
     try:
         rundir.mkdir(parents=True, exist_ok=True)
-        probe = rundir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=rundir):  # a name of its own: runs sharing the directory check at once
+            pass
     except OSError as err:
         raise ColakitError(f"cannot write to the run directory {rundir}: {err.strerror}",
                            "choose a writable --out") from None
@@ -156,9 +160,13 @@ class GridRunner:
     # ------------------------------------------------------------------ stages
 
     def dense(self) -> dict:
+        out = self.rundir / "dense" / "eval.json"
+        with file_lock(out.with_name(".lock")):  # runs sharing the directory evaluate it once
+            return self._dense(out)
+
+    def _dense(self, out: Path) -> dict:
         from colakit.evaluate import evaluate_model, read_results
 
-        out = self.rundir / "dense" / "eval.json"
         if _refresh(out.with_name("spec.json"), {"evaluate": _evaluate_digest(self.grid)}, out.exists()):
             log.warning("the evaluation settings changed since the dense model was evaluated: evaluating it again")
             _remove_eval(out)
@@ -279,9 +287,11 @@ class GridRunner:
         times = {}
         try:
             t0 = time.time()
-            calib = self.curate(cell)
-            self.score(cell, calib)
-            self.activation_map(cell, calib)
+            # the calibration set is shared by every compression of the curation: curated once
+            with file_lock(self.rundir / "calib" / f".{calib_dir(self.rundir, self.grid, cell).name}.lock"):
+                calib = self.curate(cell)
+                self.score(cell, calib)
+                self.activation_map(cell, calib)
             times["curate_s"] = time.time() - t0
             t0 = time.time()
             report, results = self.compress_and_evaluate(cell, calib)
@@ -307,7 +317,9 @@ class GridRunner:
         self.dense()
         records = []
         for i, cell in enumerate(cells):
-            records.append(self.run_cell(cell))
+            # several `colakit run`s on one directory share out its cells: each runs the ones it locks
+            with file_lock(self.rundir / "cells" / f".{cell.id}.lock", blocking=False) as mine:
+                records.append(self.run_cell(cell) if mine else {"cell": cell.id, "status": "elsewhere"})
             self.progress("grid", cell.id, i + 1, len(cells))
         from colakit.grid.table import write_table
 
