@@ -191,42 +191,50 @@ def test_file_lock_is_exclusive_and_released(tmp_path):
         assert again
 
 
-@pytest.mark.integration
-def test_two_runs_on_one_directory_share_the_cells_and_curate_once(tiny_grid, monkeypatch):
-    """`colakit run` twice at once on one RUNDIR: each cell runs once, the shared set is curated once."""
-    import threading
-    import time
+# One `colakit run` process: curate and compress logged to a file (one line per call) before they run.
+SHARED_RUN = """
+import sys, time
+import colakit.compress as compress_mod, colakit.curate as curate_mod
+from colakit.grid import GridRunner, load_grid
 
-    import colakit.compress as compress_mod
-    import colakit.curate as curate_mod
-    from colakit.grid import GridRunner
+config, rundir, calls = sys.argv[1:]
+for mod, name in ((compress_mod, "compress_to_dir"), (curate_mod, "curate")):
+    def counted(*a, _real=getattr(mod, name), _name=name, **k):
+        with open(calls, "a") as f:
+            f.write(_name + "\\n")
+        time.sleep(1)  # the other run reaches the shared stages meanwhile
+        return _real(*a, **k)
+    setattr(mod, name, counted)
+grid = load_grid(config)
+grid.curation.pop("cola")
+grid.compression.pop("gptq-g48")
+for record in GridRunner(grid, rundir).run():
+    print("CELL", record["cell"], record["status"])
+"""
+
+
+@pytest.mark.integration
+def test_two_runs_on_one_directory_share_the_cells_and_curate_once(tiny_grid):
+    """Two processes on one RUNDIR at once: each cell runs once, the shared set is curated once."""
+    import subprocess
+    import sys
 
     tmp_path, config = tiny_grid
-    grid = load_grid(config)
-    grid.curation.pop("cola")
-    grid.compression.pop("gptq-g48")
-    calls = []
-    for mod, name in ((compress_mod, "compress_to_dir"), (curate_mod, "curate")):
-        real = getattr(mod, name)
-
-        def counted(*a, _real=real, _name=name, **k):
-            calls.append(_name)
-            time.sleep(0.5)  # both runs reach the shared stages while the other is inside them
-            return _real(*a, **k)
-
-        monkeypatch.setattr(mod, name, counted)
-    rundir = tmp_path / "run"
-    records = [[], []]
-    threads = [threading.Thread(target=lambda i=i: records[i].extend(GridRunner(grid, rundir).run()))
-               for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(calls) == ["compress_to_dir", "compress_to_dir", "curate"]
-    for cell in ("random-c4__gptq-w4__s0", "random-c4__wanda-50__s0"):
-        statuses = sorted(r["status"] for run in records for r in run if r["cell"] == cell)
-        assert statuses in (["elsewhere", "ok"], ["ok", "ok"])  # ok twice: the second found it finished
+    rundir, calls = tmp_path / "run", tmp_path / "calls.txt"
+    runs = [subprocess.Popen([sys.executable, "-c", SHARED_RUN, str(config), str(rundir), str(calls)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err[-2000:] for _, err in outputs]
+    assert sorted(calls.read_text().split()) == ["compress_to_dir", "compress_to_dir", "curate"]
+    statuses = {}
+    for out, _ in outputs:
+        for line in out.splitlines():
+            if line.startswith("CELL "):
+                _, cell, status = line.split()
+                statuses.setdefault(cell, []).append(status)
+    assert set(statuses) == {"random-c4__gptq-w4__s0", "random-c4__wanda-50__s0"}
+    for cell, seen in statuses.items():
+        assert sorted(seen) in (["elsewhere", "ok"], ["ok", "ok"])  # ok twice: the second found it finished
         assert json.loads((rundir / "cells" / cell / "cell.json").read_text())["status"] == "ok"
 
 
