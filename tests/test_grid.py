@@ -180,6 +180,16 @@ def test_a_killed_grid_resumes_where_it_stopped(tiny_grid):
     assert (rundir / "cells" / finished[0] / "cell.json").stat().st_mtime_ns == done_before
 
 
+def test_cells_of_another_config_are_named_and_lock_files_are_not(tmp_path, caplog):
+    from colakit.grid.runner import _check_same_grid
+
+    (tmp_path / "cells" / "old-cell__s0").mkdir(parents=True)
+    (tmp_path / "cells" / ".random-c4__gptq-w4__s0.lock").touch()
+    (tmp_path / "run.json").write_text(json.dumps({"fingerprint": "another config"}))
+    _check_same_grid(tmp_path, parse_grid(BASE))
+    assert "holds 1 cells this config does not define (e.g. old-cell__s0)" in caplog.text
+
+
 def test_file_lock_is_exclusive_and_released(tmp_path):
     from colakit.cache import file_lock
 

@@ -55,7 +55,7 @@ def _check_same_grid(rundir: Path, grid: GridConfig) -> None:
         old = json.loads(path.read_text()).get("fingerprint")
         if old and old != grid.fingerprint() and (rundir / "cells").exists():
             known = {c.id for c in grid.cells()}
-            stale = [p.name for p in (rundir / "cells").iterdir() if p.name not in known]
+            stale = [p.name for p in (rundir / "cells").iterdir() if p.is_dir() and p.name not in known]
             if stale:
                 log.warning("%s holds %d cells this config does not define (e.g. %s); they are left out of the table",
                             rundir, len(stale), stale[0])
