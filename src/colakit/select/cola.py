@@ -33,6 +33,11 @@ def faiss_threads(n_points: int):
         yield
 
 
+def _sq_dists_from(x: np.ndarray, sq: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Squared distances [len(rows), n] from the points ``rows`` to every point (``sq``: squared norms)."""
+    return np.maximum(sq[None, :] + sq[rows, None] - 2 * x[rows] @ x.T, 0)
+
+
 def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, trials: int | None = None) -> np.ndarray:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; ``2 + ln k`` trials per step, as scikit-learn)."""
     trials = trials or 2 + int(np.log(k))
@@ -46,7 +51,7 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, trials: in
             picks = rng.choice(n, size=trials)
         else:
             picks = np.searchsorted(np.cumsum(closest), rng.random(trials) * total).clip(max=n - 1)
-        d = np.maximum(sq[None, :] + sq[picks, None] - 2 * x[picks] @ x.T, 0)  # [trials, n]
+        d = _sq_dists_from(x, sq, picks)  # [trials, n]
         new = np.minimum(closest[None, :], d)
         best = int(np.argmin(new.sum(1)))
         centers.append(int(picks[best]))
@@ -89,7 +94,7 @@ def local_search(x: np.ndarray, centers: np.ndarray, rng: np.random.Generator, s
         if cum[-1] <= 0:  # every point sits on a seed
             break
         picks = np.searchsorted(cum, rng.random(min(batch, steps - start)) * cum[-1]).clip(max=n - 1)
-        proposals = np.maximum(sq[picks, None] + sq[None, :] - 2 * x[picks] @ x.T, 0)  # [batch, n]
+        proposals = _sq_dists_from(x, sq, picks)  # [batch, n]
         cost = cum[-1]
         for p, d_new in zip(picks, proposals):
             kept = np.minimum(d_new, near_d[:, 0])  # cost with the new seed added
