@@ -76,14 +76,41 @@ def test_impossible_combinations_are_refused():
 
 
 def test_sweeps_are_a_union_of_products_and_cells_are_named_by_their_settings():
-    grid = parse_grid({**BASE, "seeds": [0, 1], "sweeps": [{"seq_len": [128, 256]}, {"n": [16, 32], "format": ["plain"]}]})
-    assert grid.settings == [{"seq_len": 128}, {"seq_len": 256}, {"n": 16, "format": "plain"},
-                             {"n": 32, "format": "plain"}]
-    assert grid.sweeps == {"seq_len": [128, 256], "n": [16, 32], "format": ["plain"]}
+    grid = parse_grid({**BASE, "seeds": [0, 1], "defaults": {"n": 32, "seq_len": 256},
+                       "sweeps": [{"seq_len": [128, 256]}, {"n": [16, 32], "format": ["qa"]}]})
+    assert grid.settings == [{"seq_len": 128}, {"seq_len": 256}, {"n": 16, "format": "qa"},
+                             {"n": 32, "format": "qa"}]
+    assert grid.sweeps == {"seq_len": [128, 256], "n": [16, 32], "format": ["qa"]}
     ids = [c.id for c in grid.cells()]
     assert len(ids) == len(set(ids)) == 8
     assert "random-c4__gptq-w4__seq_len128__s1" in ids
+    # a point equal to the curation's own setting is the plain cell, named without it
+    assert "random-c4__gptq-w4__s0" in ids and "random-c4__gptq-w4__formatqa__s0" in ids
     assert grid.cells()[0].calib_key == "random-c4__seq_len128__s0"
+
+
+def test_a_sweeps_default_point_is_one_cell_and_a_sweep_can_be_scoped_to_curations():
+    curation = {"c4": {"method": "random", "sources": ["c4"]}, "wiki": {"method": "random", "sources": ["wiki"]},
+                "math-qa": {"method": "random", "sources": ["math"], "format": "qa"}}
+    grid = parse_grid({**BASE, "curation": curation, "defaults": {"n": 32, "seq_len": 256},
+                       "sweeps": [{"seq_len": [128, 256, 512], "curations": ["c4", "math-qa"]},
+                                  {"n": [16, 32], "curations": "c4"},
+                                  {"format": ["plain", "qa"], "curations": ["math-qa"]}]})
+    ids = [c.id for c in grid.cells()]
+    assert len(ids) == len(set(ids))
+    c4 = [i for i in ids if i.startswith("c4__")]
+    # seq_len 256 and n 32 are c4's own settings: one default cell, not one per sweep
+    assert sorted(c4) == sorted(["c4__gptq-w4__seq_len128__s0", "c4__gptq-w4__s0", "c4__gptq-w4__seq_len512__s0",
+                                 "c4__gptq-w4__n16__s0"])
+    assert [i for i in ids if i.startswith("wiki__")] == ["wiki__gptq-w4__s0"]  # no sweep applies to it
+    assert sorted(i for i in ids if i.startswith("math-qa__")) == sorted(
+        ["math-qa__gptq-w4__seq_len128__s0", "math-qa__gptq-w4__s0", "math-qa__gptq-w4__seq_len512__s0",
+         "math-qa__gptq-w4__formatplain__s0"])
+    assert grid.sweeps == {"seq_len": [128, 256, 512], "n": [16, 32], "format": ["plain", "qa"]}
+    # the baseline of a swept cell is looked up by the same rule
+    assert grid.cell("c4", "gptq-w4", {"n": 32, "seq_len": 128}, 0).id == "c4__gptq-w4__seq_len128__s0"
+    with pytest.raises(ColakitError, match="curations names 'c5', not a curation label"):
+        parse_grid({**BASE, "curation": curation, "sweeps": [{"n": [16], "curations": ["c5"]}]})
 
 
 def test_unwritable_output_is_refused_before_any_work(tmp_path):

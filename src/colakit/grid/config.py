@@ -25,6 +25,7 @@ CURATE_KEYS = ("method", "sources", "n", "seq_len", "format", "packing", "pool_p
 FEATURE_KEYS = tuple(f.name for f in dataclasses.fields(__import__("colakit.features", fromlist=["x"]).FeatureConfig)
                      if f.name not in ("device", "dtype"))
 SWEEP_KEYS = ("n", "seq_len", "format", "packing", "pool_per_source")
+SWEEP_SCOPE = "curations"  # a sweep block's optional list of the curation labels it applies to
 EVAL_KEYS = ("tasks", "limit", "seed", "ppl_seq_len")
 SCORE_KEYS = ("target", "probes", "feature_layers")
 
@@ -93,6 +94,8 @@ class GridConfig:
     compression: dict[str, Variant]
     settings: list[dict] = field(default_factory=lambda: [{}])
     sweeps: dict[str, list] = field(default_factory=dict)
+    # curation label -> the settings points that apply to it (absent: every point in ``settings``)
+    scoped: dict[str, list[dict]] = field(default_factory=dict)
     evaluate: dict = field(default_factory=lambda: {"tasks": "quick", "seed": 0})
     score: dict | None = None
     baseline: str | None = None
@@ -103,8 +106,36 @@ class GridConfig:
     raw: dict = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
-        return [Cell(cur, comp, s, seed) for cur in self.curation for comp in self.compression
-                for s in self.settings for seed in self.seeds]
+        out: list[Cell] = []
+        for cur in self.curation:
+            for comp in self.compression:
+                points: list[dict] = []
+                for point in self.scoped.get(cur, self.settings):
+                    point = self.effective_settings(cur, comp, point)
+                    if point not in points:
+                        points.append(point)
+                out += [Cell(cur, comp, point, seed) for point in points for seed in self.seeds]
+        return out
+
+    def base_curation(self, curation: str, compression: str) -> dict:
+        """A curation's parameters before any sweep, with n, seq_len, format and packing resolved."""
+        from colakit.curate import CurateConfig, defaults_for
+
+        params = dict(self.curation[curation].params)
+        method_aware = params.pop("for_compression", False)
+        defaults = defaults_for(self.compression[compression].params["method"]) if method_aware else {}
+        for key in ("n", "seq_len", "format", "packing"):
+            params.setdefault(key, defaults.get(key, CurateConfig.__dataclass_fields__[key].default))
+        return params
+
+    def effective_settings(self, curation: str, compression: str, point: dict) -> dict:
+        """``point`` without the values the curation has anyway: a sweep's default point is the plain
+        cell (one run, one name), not a copy per sweep."""
+        base = self.base_curation(curation, compression)
+        return {k: v for k, v in point.items() if base.get(k) != v}
+
+    def cell(self, curation: str, compression: str, settings: dict, seed: int) -> Cell:
+        return Cell(curation, compression, self.effective_settings(curation, compression, settings), seed)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -183,7 +214,7 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
         except TypeError as err:
             check.fail(("compression", label), f"compression {label!r}: {err}", f"valid keys: {', '.join(valid)}")
         compression[str(label)] = Variant(str(label), {**params, "backend": backend})
-    settings, sweeps = _settings(raw, check)
+    settings, sweeps, scoped = _settings(raw, check, tuple(curation))
     seeds = raw.get("seeds", [0])
     seeds = [seeds] if isinstance(seeds, int) else seeds
     if not seeds or not all(isinstance(s, int) for s in seeds):
@@ -203,14 +234,19 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
         score = {"target": "general", "probes": 8, "feature_layers": "every:2",
                  **check.keys(score or {}, SCORE_KEYS, ("score",), "score")}
     return GridConfig(name=str(raw.get("name", "grid")), model=str(raw.get("model", "smollm2-135m")), seeds=seeds,
-                      curation=curation, compression=compression, settings=settings, sweeps=sweeps,
+                      curation=curation, compression=compression, settings=settings, sweeps=sweeps, scoped=scoped,
                       evaluate=evaluate, score=score, baseline=baseline, map=bool(raw.get("map", True)),
                       device=str(raw.get("device", "auto")), dtype=str(raw.get("dtype", "auto")),
                       keep_models=bool(raw.get("keep_models", False)), raw=raw)
 
 
-def _settings(raw: dict, check: _Checker) -> tuple[list[dict], dict[str, list]]:
-    """``sweep: {k: [..]}`` is one cartesian product; ``sweeps: [{..}, {..}]`` is a union of them."""
+def _settings(raw: dict, check: _Checker, labels: tuple[str, ...]) -> tuple[list[dict], dict[str, list], dict]:
+    """``sweep: {k: [..]}`` is one cartesian product; ``sweeps: [{..}, {..}]`` is a union of them.
+
+    A block with ``curations: [label, ..]`` applies to those curations only; a curation that no block
+    applies to runs at its own settings. Returns (every point, the swept values, label -> its points
+    for the labels that differ from every point).
+    """
     if "sweep" in raw and "sweeps" in raw:
         check.fail(("sweeps",), "both 'sweep' and 'sweeps' given", "use sweep: for one product, sweeps: for a list")
     blocks = raw.get("sweeps") if "sweeps" in raw else ([raw["sweep"]] if raw.get("sweep") else [])
@@ -218,9 +254,19 @@ def _settings(raw: dict, check: _Checker) -> tuple[list[dict], dict[str, list]]:
         check.fail(("sweeps",), "sweeps must be a list of mappings", "e.g. sweeps: [{seq_len: [128, 256]}, {n: [16, 32]}]")
     settings: list[dict] = []
     values: dict[str, list] = {}
+    per_label: dict[str, list[dict]] = {label: [] for label in labels}
     for i, block in enumerate(blocks):
         keypath = ("sweeps", i) if "sweeps" in raw else ("sweep",)
-        check.keys(block, SWEEP_KEYS, keypath, "a sweep")
+        check.keys(block, SWEEP_KEYS + (SWEEP_SCOPE,), keypath, "a sweep")
+        block = dict(block)
+        scope = block.pop(SWEEP_SCOPE, None)
+        if scope is not None:
+            if isinstance(scope, str):
+                scope = [scope]
+            unknown = [c for c in scope or [None] if c not in labels]
+            if unknown:
+                check.fail(keypath + (SWEEP_SCOPE,), f"{SWEEP_SCOPE} names {unknown[0]!r}, not a curation label",
+                           f"use a list of: {', '.join(labels)}")
         for key, vals in block.items():
             if not isinstance(vals, list) or not vals:
                 check.fail(keypath + (key,), f"sweep values of {key!r} must be a non-empty list", f"e.g. {key}: [a, b]")
@@ -230,4 +276,9 @@ def _settings(raw: dict, check: _Checker) -> tuple[list[dict], dict[str, list]]:
             point = dict(zip(block.keys(), combo))
             if point not in settings:
                 settings.append(point)
-    return settings or [{}], values
+            for label in scope or labels:
+                if point not in per_label[label]:
+                    per_label[label].append(point)
+    settings = settings or [{}]
+    scoped = {label: points or [{}] for label, points in per_label.items() if (points or [{}]) != settings}
+    return settings, values, scoped

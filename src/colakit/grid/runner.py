@@ -73,16 +73,12 @@ def write_run_json(rundir: Path, grid: GridConfig) -> None:
 
 def curate_config(grid: GridConfig, cell: Cell):
     """The CurateConfig of a cell: curation params, then the cell's settings, then its seed."""
-    from colakit.curate import CurateConfig, defaults_for
+    from colakit.curate import CurateConfig
     from colakit.features import FeatureConfig
 
-    params = dict(grid.curation[cell.curation].params)
-    method_aware = params.pop("for_compression", False)
+    method_aware = grid.curation[cell.curation].params.get("for_compression", False)
     compression = grid.compression[cell.compression].params["method"] if method_aware else None
-    params.update(cell.settings)
-    defaults = defaults_for(compression) if compression else {}
-    for key in ("n", "seq_len"):
-        params.setdefault(key, defaults.get(key, CurateConfig.__dataclass_fields__[key].default))
+    params = {**grid.base_curation(cell.curation, cell.compression), **cell.settings}
     features = FeatureConfig(**{**(params.pop("features", None) or {}), "device": grid.device, "dtype": grid.dtype})
     return CurateConfig(model=grid.model, seed=cell.seed, compression=compression, features=features,
                         method_params=params.pop("params", None) or {}, **params)

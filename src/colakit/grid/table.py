@@ -59,7 +59,7 @@ def build_rows(rundir: str | Path, grid: GridConfig) -> list[dict]:
             rows.append({**base, "task": ""})
             continue
         paired = {}
-        ref = Cell(grid.baseline, cell.compression, cell.settings, cell.seed) if grid.baseline else None
+        ref = grid.cell(grid.baseline, cell.compression, cell.settings, cell.seed) if grid.baseline else None
         if ref is not None and ref.curation != cell.curation and ref.id in results:
             pair = compare_models(results[cell.id], results[ref.id], dense)
             paired = {(r["task"], r["metric_kind"]): r for r in paired_rows(pair)}
