@@ -227,6 +227,29 @@ def test_sweep_curve_of_one_capability_follows_its_cells(tmp_path):
     assert {v: m.mean for v, m in lm_curve.items()} == pytest.approx({"128": 0.9, "256": 0.9})
 
 
+def test_a_task_flagged_on_accuracy_alone_still_counts_by_its_likelihood(tmp_path):
+    # The real case: a small model gets no GSM8K item right (accuracy flagged), yet how likely it finds
+    # the gold solutions is measured, and is the Math column under the likelihood kind.
+    rows = []
+    for cur, keep in (("random-c4", 0.88), ("cola", 0.95)):
+        common = {"cell": cur, "status": "ok", "curation": cur, "compression": "gptq-w4", "seed": 0}
+        rows += [{**common, "task": "ppl_wiki", "capability": "LM", "metric": "perplexity", "metric_kind": "perplexity",
+                  "value": 22.0, "dense_value": 20.0, "retention": 20 / 22, "flagged": "False"},
+                 {**common, "task": "gsm8k", "capability": "Math", "metric": "exact_match", "metric_kind": "accuracy",
+                  "value": 0.0, "dense_value": 0.0, "retention": "", "flagged": "True",
+                  "flag_reason": "no item right (n=20): accuracy retention is undefined"},
+                 {**common, "task": "gsm8k", "capability": "Math", "metric": "gold_bpb", "metric_kind": "likelihood",
+                  "value": 0.64 / keep, "dense_value": 0.64, "retention": keep, "flagged": "False"}]
+    run = load_run(write_rundir(tmp_path / "run", rows, extra_columns=("flag_reason",)))
+    likelihood = d.headline_table(run)
+    assert likelihood.columns == ["LM", "Math", d.MEAN]
+    math = {r.curation: r.entries["Math"].value.mean for r in likelihood.rows}
+    assert math == pytest.approx({"random-c4": 0.88, "cola": 0.95})
+    assert d.headline_table(run, "accuracy").columns == ["LM", d.MEAN]  # the flagged accuracy stays out
+    (flag,) = d.flagged_tasks(run)
+    assert flag.kinds == ("accuracy",) and "its accuracy numbers are excluded" in flag.reason
+
+
 def test_minimal_run_degrades_gracefully(tmp_path):
     rows = [{"cell": f"c{cur}", "status": "ok", "curation": cur, "compression": "gptq-w4", "seed": 0,
              "task": "ppl_wiki", "capability": "LM", "metric": "perplexity", "metric_kind": "perplexity",

@@ -8,8 +8,9 @@ Aggregation choices (stated in the report itself):
 - a cell's capability retention is the mean over the capability's tasks, one row per task chosen by
   metric kind (``likelihood`` by default: gold bits per byte for multiple-choice/generation tasks,
   perplexity for perplexity tasks; ``accuracy`` uses the accuracy rows instead);
-- tasks flagged at chance level for the dense model are left out of every average, in every cell,
-  so all rows of a table average over the same tasks;
+- a task's numbers of a flagged metric kind (accuracy at chance level for the dense model) are left out
+  of every average, in every cell, so all rows of a table average over the same tasks; its other kinds
+  (the gold answers' likelihood) still count;
 - a table row (compression, curation, swept settings) is the mean over its seeds, with the
   standard deviation over seeds as spread, or the cell's standard error when there is one seed.
 """
@@ -20,7 +21,7 @@ import csv
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from colakit.errors import ColakitError
@@ -236,23 +237,37 @@ class FlaggedTask:
     dense_value: float | None
     given_reason: str = ""
     kind: str = ""
+    kinds: tuple[str, ...] = ()  # the metric kinds whose rows are flagged (the others still count)
 
     @property
     def reason(self) -> str:
+        which = f"its {' and '.join(KIND_LABEL.get(k, k) for k in self.kinds)} numbers are" if self.kinds else "it is"
         if self.given_reason:
-            return f"{self.given_reason}; excluded from capability averages"
+            return f"{self.given_reason}; {which} excluded from capability averages"
         dense = f" ({self.metric} {self.dense_value:.3f})" if self.dense_value is not None else ""
-        return f"the dense model scores at chance level{dense}; excluded from capability averages"
+        return f"the dense model scores at chance level{dense}; {which} excluded from capability averages"
 
 
 def flagged_tasks(run: Run) -> list[FlaggedTask]:
-    """Tasks flagged in any row: excluded from every cell's averages so all rows compare alike."""
+    """Tasks flagged in any row, with the metric kinds flagged."""
     seen: dict[str, FlaggedTask] = {}
+    kinds: dict[str, list[str]] = {}
     for r in run.results:
+        if not r.flagged:
+            continue
+        if r.metric_kind not in kinds.setdefault(r.task, []):
+            kinds[r.task].append(r.metric_kind)
         # Describe a task by its accuracy row where it has one: "chance level" is about accuracy.
-        if r.flagged and (r.task not in seen or (r.metric_kind == "accuracy" and seen[r.task].kind != "accuracy")):
+        if r.task not in seen or (r.metric_kind == "accuracy" and seen[r.task].kind != "accuracy"):
             seen[r.task] = FlaggedTask(r.task, r.capability, r.metric, r.dense_value, r.flag_reason, r.metric_kind)
-    return list(seen.values())
+    return [replace(f, kinds=tuple(kinds[t])) for t, f in seen.items()]
+
+
+def excluded_rows(run: Run) -> set[tuple[str, str]]:
+    """(task, metric kind) pairs flagged in any cell: left out of every cell's averages so all rows compare
+    alike. Per kind, not per task: a generation task no item of which the dense model gets right still has a
+    meaningful likelihood of its gold answers."""
+    return {(r.task, r.metric_kind) for r in run.results if r.flagged}
 
 
 def check_metric_kind(metric_kind: str) -> str:
@@ -307,11 +322,11 @@ class CellScores:
 
 def cell_scores(run: Run, metric_kind: str = "likelihood") -> CellScores:
     chosen = select_rows(run, metric_kind)
-    excluded = {f.task for f in flagged_tasks(run)}
+    excluded = excluded_rows(run)
     by_cell: dict[str, dict[str, list[Result]]] = {}
     kinds: dict[str, list[str]] = {}
     for (cell, task), r in chosen.items():
-        if task in excluded or r.retention is None:
+        if (task, r.metric_kind) in excluded or r.retention is None:
             continue
         by_cell.setdefault(cell, {}).setdefault(r.capability, []).append(r)
         kinds.setdefault(r.capability, [])
@@ -371,10 +386,10 @@ class Headline:
 
 
 def _significance(run: Run, chosen: dict[tuple[str, str], Result], cells: list[str], capability: str,
-                  excluded: set[str]) -> str:
+                  excluded: set[tuple[str, str]]) -> str:
     up = down = False
     for (cell, task), r in chosen.items():
-        if cell in cells and r.capability == capability and task not in excluded and r.significant:
+        if cell in cells and r.capability == capability and (task, r.metric_kind) not in excluded and r.significant:
             if (r.delta_vs_baseline or 0.0) > 0:
                 up = True
             elif (r.delta_vs_baseline or 0.0) < 0:
@@ -386,7 +401,7 @@ def headline_table(run: Run, metric_kind: str = "likelihood") -> Headline:
     """Rows (compression, curation, swept settings) x capability columns (+ mean), over seeds."""
     scores = cell_scores(run, metric_kind)
     chosen = select_rows(run, metric_kind)
-    excluded = {f.task for f in flagged_tasks(run)}
+    excluded = excluded_rows(run)
     groups: dict[tuple, list[str]] = {}
     for c in run.ok_cells:
         if c.cell in scores.per_cell:

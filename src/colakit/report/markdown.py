@@ -83,7 +83,7 @@ def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
            f"{d.METRIC_DEFINITION}.", "",
            headline_markdown(run, table),
            f"Bold {d.BEST_MARK}: best curation in the column within each {block}. {d.SPREAD_NOTE}. "
-           f"{d.SIGNIFICANCE_NOTE}. Capability columns name the metric kind of their numbers; flagged tasks are "
+           f"{d.SIGNIFICANCE_NOTE}. Capability columns name the metric kind of their numbers; flagged numbers are "
            "left out of every average.", ""]
     per_task = task_markdown(run, metric_kind)
     if per_task:
