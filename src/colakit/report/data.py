@@ -267,7 +267,7 @@ def excluded_rows(run: Run) -> set[tuple[str, str]]:
     """(task, metric kind) pairs flagged in any cell: left out of every cell's averages so all rows compare
     alike. Per kind, not per task: a generation task no item of which the dense model gets right still has a
     meaningful likelihood of its gold answers."""
-    return {(r.task, r.metric_kind) for r in run.results if r.flagged}
+    return {(f.task, kind) for f in flagged_tasks(run) for kind in f.kinds}
 
 
 def check_metric_kind(metric_kind: str) -> str:
