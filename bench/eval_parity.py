@@ -97,9 +97,9 @@ def main() -> None:
 
     import torch
 
-    from colakit.evalsets import load_items
+    from colakit.data.evalsets import load_items
     from colakit.evaluate import select_items
-    from colakit.models import load_model, load_tokenizer
+    from colakit.model.load import load_model, load_tokenizer
 
     torch.manual_seed(0)
     tokenizer, model = load_tokenizer(args.model), load_model(args.model, device="cpu", dtype="float32")

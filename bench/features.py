@@ -26,9 +26,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
-    from colakit.features import pooled_activations
-    from colakit.layers import find_decoder
-    from colakit.models import load_model
+    from colakit.curate.features import pooled_activations
+    from colakit.model.layers import find_decoder
+    from colakit.model.load import load_model
 
     torch.manual_seed(0)
     model = load_model(args.model)

@@ -18,8 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from colakit.compress import CompressionConfig, compress  # noqa: E402
-from colakit.features import pooled_activations  # noqa: E402
-from colakit.layers import find_decoder, weight_matrix  # noqa: E402
+from colakit.curate.features import pooled_activations  # noqa: E402
+from colakit.model.layers import find_decoder, weight_matrix  # noqa: E402
 from tiny_models import FAMILIES, tiny_model  # noqa: E402
 
 METHODS = {

@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from colakit.calibset import CalibrationSet
-from colakit.coverage import target_weights
-from colakit.curate import CurateConfig, _sample, build_pool, build_probes, features_with_probes
-from colakit.features import FeatureConfig
-from colakit.hooks import forward_until_stop, stop_after
-from colakit.layers import find_decoder
-from colakit.models import load_model, load_tokenizer, tokenizer_hash
-from colakit.select import get_selector
+from colakit.curate.coverage import target_weights
+from colakit.curate.pipeline import CurateConfig, _sample, build_pool, build_probes, features_with_probes
+from colakit.curate.features import FeatureConfig
+from colakit.model.hooks import forward_until_stop, stop_after
+from colakit.model.layers import find_decoder
+from colakit.model.load import load_model, load_tokenizer, tokenizer_hash
+from colakit.curate.select import get_selector
 
 LINEARS = ("self_attn.q_proj", "mlp.gate_proj", "mlp.down_proj")
 

@@ -42,7 +42,7 @@ def main():
     args = ap.parse_args()
     from sklearn.cluster import KMeans
 
-    from colakit.select.cola import faiss_threads, kmeans, nearest_unique
+    from colakit.curate.select.cola import faiss_threads, kmeans, nearest_unique
 
     x = np.load(args.features).astype(np.float32) if args.features else mixture(args.n, args.dim, args.k * 2, args.seed)
     x = np.ascontiguousarray(x)

@@ -88,10 +88,10 @@ class WorkerPeaks:
 
 def child(args) -> dict:
     """One measured run, in this (fresh) process."""
-    from colakit.curate import CurateConfig, build_pool
+    from colakit.curate.pipeline import CurateConfig, build_pool
     from colakit.executors import get_executor
-    from colakit.features import FeatureConfig, extract_features
-    from colakit.models import load_tokenizer
+    from colakit.curate.features import FeatureConfig, extract_features
+    from colakit.model.load import load_tokenizer
 
     if args.child_mode == "local" and args.local_threads:
         import torch
@@ -134,13 +134,13 @@ def device_rate(args) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from colakit.features import FeaturePlan, compute_shard, jl_dim, projection
-    from colakit.process import Candidate
+    from colakit.curate.features import FeaturePlan, compute_shard, jl_dim, projection
+    from colakit.curate.process import Candidate
 
     if args.config:
         where = args.config
     else:
-        from colakit.models import resolve_model
+        from colakit.model.load import resolve_model
 
         where = resolve_model(args.model)
     cfg = AutoConfig.from_pretrained(where)

@@ -29,7 +29,7 @@ KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_p
 
 
 def windows(tok, source: str, split: str, n: int) -> torch.Tensor:
-    from colakit.sources import get_source
+    from colakit.data.sources import get_source
 
     text = tok.eos_token.join(d.text for d in get_source(source).documents(split))
     ids = tok(text, add_special_tokens=False)["input_ids"][: n * SEQ]
@@ -52,7 +52,7 @@ def value_inputs(model, ids: torch.Tensor, blocks: list[int]) -> dict[int, torch
 def positions(blocks: list[int], bits: int) -> None:
     from colakit.compress.baselines import rtn
     from colakit.compress.gptq import GPTQ
-    from colakit.models import DEFAULT_MODEL, load_model, load_tokenizer
+    from colakit.model.load import DEFAULT_MODEL, load_model, load_tokenizer
 
     tok, model = load_tokenizer(DEFAULT_MODEL), load_model(DEFAULT_MODEL, device="cpu")
     calib = value_inputs(model, windows(tok, "c4", "calibration", 16), blocks)

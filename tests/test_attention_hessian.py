@@ -8,7 +8,7 @@ from colakit.compress import CompressionConfig
 from colakit.compress.attention import attention_probs, probe_attention, value_linear
 from colakit.compress.engine import compress
 from colakit.errors import ColakitError
-from colakit.layers import block_linears, find_decoder
+from colakit.model.layers import block_linears, find_decoder
 from tiny_models import FAMILIES, tiny_model
 
 

@@ -10,7 +10,7 @@ from colakit.compress import gptq as gptq_module
 from colakit.compress.awq import _fold, scale_groups
 from colakit.compress.runtime import capture_inputs, run_block
 from colakit.errors import ColakitError
-from colakit.layers import find_decoder, weight_matrix
+from colakit.model.layers import find_decoder, weight_matrix
 from tiny_models import tiny_model
 
 
@@ -116,7 +116,7 @@ def test_each_block_is_calibrated_on_the_compressed_outputs_of_the_previous_one(
 
 def test_linears_fed_one_tensor_share_their_statistics_which_equal_their_own():
     from colakit.compress.runtime import MaskState, input_hooks
-    from colakit.layers import block_linears
+    from colakit.model.layers import block_linears
 
     model = tiny_model("llama")
     ids, mask = calibration()

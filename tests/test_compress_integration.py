@@ -19,8 +19,8 @@ def test_gptq_w4_on_the_default_model_writes_a_reloadable_complete_directory(tmp
     from transformers import AutoModelForCausalLM
 
     from colakit.compress import CompressionConfig, compress_to_dir
-    from colakit.curate import CurateConfig, curate
-    from colakit.models import DEFAULT_MODEL, load_model
+    from colakit.curate.pipeline import CurateConfig, curate
+    from colakit.model.load import DEFAULT_MODEL, load_model
 
     calib = tmp_path / "calib"
     cs = curate(CurateConfig(sources=["c4"], n=4, seq_len=64, pool_per_source=16), out=calib)

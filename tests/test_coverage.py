@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from colakit.coverage import (coverage, diversity, greedy_coverage, parse_weights, proxy_scores, source_shares,
+from colakit.curate.coverage import (coverage, diversity, greedy_coverage, parse_weights, proxy_scores, source_shares,
                               target_weights)
 from colakit.errors import ColakitError
 
@@ -46,7 +46,7 @@ def test_greedy_follows_weights():
 
 
 def test_cola_selector_respects_shares():
-    from colakit.select import get_selector
+    from colakit.curate.select import get_selector
 
     rng = np.random.default_rng(1)
     feats = rng.normal(size=(40, 6)).astype(np.float32)

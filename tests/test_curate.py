@@ -6,16 +6,16 @@ import sys
 import pytest
 
 from colakit.calibset import CalibrationSet
-from colakit.curate import CurateConfig, curate
+from colakit.curate.pipeline import CurateConfig, curate
 from colakit.errors import ColakitError
-from colakit.features import FeatureConfig
+from colakit.curate.features import FeatureConfig
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def tok():
-    from colakit.models import load_tokenizer
+    from colakit.model.load import load_tokenizer
 
     return load_tokenizer("smollm2-135m")
 
@@ -74,7 +74,7 @@ def test_cli_one_line_errors(tmp_path):
 
 
 def test_score_ranks_a_set_in_activation_space(tok, tmp_path):
-    from colakit.score import score_set
+    from colakit.curate.score import score_set
 
     calib = curate(CurateConfig(sources=["code"], n=3, seq_len=64, pool_per_source=8, seed=0), tokenizer=tok)
     kw = dict(target="code", probes_per_capability=2, features=FeatureConfig(layers="every:10"), tokenizer=tok)
@@ -88,7 +88,7 @@ def test_score_ranks_a_set_in_activation_space(tok, tmp_path):
 
 def test_cli_defaults_to_cola_over_the_general_sources(tmp_path, monkeypatch):
     # configs/general.yaml measured it (README): COLA over these sources beat random C4 for SparseGPT and GPTQ
-    import colakit.curate as curate_mod
+    import colakit.curate.pipeline as curate_mod
     from typer.testing import CliRunner
 
     from colakit.cli import app

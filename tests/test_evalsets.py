@@ -3,7 +3,7 @@
 import pytest
 
 from colakit.errors import ColakitError
-from colakit.evalsets import TASKS, eval_documents, evalsets_version, item_text, load_items
+from colakit.data.evalsets import TASKS, eval_documents, evalsets_version, item_text, load_items
 
 
 def test_unknown_task_lists_valid_names():
@@ -54,7 +54,7 @@ def test_records_carry_what_evaluators_need():
 
 @pytest.mark.integration
 def test_math_eval_is_the_math_sources_heldout_part():
-    from colakit.sources import get_source
+    from colakit.data.sources import get_source
 
     items = load_items("math")
     assert TASKS["math"].n_items == 5000 and 400 < len(items) < 560  # ~10% held out

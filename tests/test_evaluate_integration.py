@@ -10,7 +10,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_every_humaneval_canonical_solution_passes_the_sandbox():
-    from colakit.evalsets import load_items
+    from colakit.data.evalsets import load_items
     from colakit.evaluate.sandbox import run_programs
     from colakit.evaluate.tasks import canonical_completion, code_program
 
@@ -20,7 +20,7 @@ def test_every_humaneval_canonical_solution_passes_the_sandbox():
 
 
 def test_mbpp_canonical_solutions_pass_except_the_known_one():
-    from colakit.evalsets import load_items
+    from colakit.data.evalsets import load_items
     from colakit.evaluate.sandbox import run_programs
     from colakit.evaluate.tasks import canonical_completion, code_program
 
@@ -56,7 +56,7 @@ def test_compressed_model_calibration_overlap_is_checked(tmp_path):
 
     from colakit.calibset import CalibrationSet, Sample
     from colakit.errors import ColakitError
-    from colakit.evalsets import load_items
+    from colakit.data.evalsets import load_items
     from colakit.evaluate.runner import check_calibration_overlap
 
     def model_dir(name, texts):

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from colakit.curate import CurateConfig, build_pool, curate
+from colakit.curate.pipeline import CurateConfig, build_pool, curate
 from colakit.errors import ColakitError
 from colakit.executors import get_executor
-from colakit.features import FeatureConfig, extract_features
-from colakit.select import get_selector
+from colakit.curate.features import FeatureConfig, extract_features
+from colakit.curate.select import get_selector
 from tiny_models import tiny_model, tiny_tokenizer
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'colakit[ray]'): Ray executor untested")
@@ -111,7 +111,7 @@ def test_a_pipeline_that_cannot_start_fails_with_the_stall_timeout(ray_session, 
 @pytest.mark.integration
 def test_cola_calibration_set_identical_on_ray(ray_session, tmp_path):
     """The whole COLA curate (stage 1 probes + stage 3) on the real model: local and Ray, byte for byte."""
-    from colakit.models import load_tokenizer
+    from colakit.model.load import load_tokenizer
 
     tok = load_tokenizer("smollm2-135m")
     cfg = lambda: CurateConfig(sources=["c4", "code"], method="cola", n=6, seq_len=64, pool_per_source=40,  # noqa: E731

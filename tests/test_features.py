@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-import colakit.features as F
+import colakit.curate.features as F
 from colakit.errors import ColakitError
-from colakit.features import FeatureConfig, extract_features, jl_dim, pooled_activations
-from colakit.process import Candidate
+from colakit.curate.features import FeatureConfig, extract_features, jl_dim, pooled_activations
+from colakit.curate.process import Candidate
 from tiny_models import tiny_model, tiny_tokenizer
 
 
@@ -83,8 +83,8 @@ KILL_SCRIPT = r"""
 import sys, time
 sys.path.insert(0, sys.argv[3])
 import numpy as np
-import colakit.features as F
-from colakit.process import Candidate
+import colakit.curate.features as F
+from colakit.curate.process import Candidate
 from tiny_models import tiny_model, tiny_tokenizer
 rng = np.random.default_rng(0)
 pool = [Candidate(rng.integers(3, 250, size=16).tolist(), "", "t", str(i)) for i in range(int(sys.argv[2]))]
@@ -128,7 +128,7 @@ def test_sigkill_mid_run_resumes_to_identical_result(tmp_path):
 
 
 def test_stored_pool_and_list_share_one_store(tmp_path):
-    from colakit.pool import PoolWriter, StoredPool
+    from colakit.curate.pool import PoolWriter, StoredPool
 
     pool = cands(30)
     writer = PoolWriter(tmp_path / "pool", shard_size=7)  # pool shards and feature shards need not align

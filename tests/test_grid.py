@@ -170,7 +170,7 @@ def test_tiny_grid_end_to_end_with_a_failing_cell_and_resume(tiny_grid, monkeypa
 
     # a second run redoes nothing that finished: compressing or curating again would fail here
     import colakit.compress as compress_mod
-    import colakit.curate as curate_mod
+    import colakit.curate.pipeline as curate_mod
 
     def boom(*a, **k):
         raise AssertionError("finished work was redone")
@@ -231,7 +231,7 @@ def test_file_lock_is_exclusive_and_released(tmp_path):
 # One `colakit run` process: curate and compress logged to a file (one line per call) before they run.
 SHARED_RUN = """
 import sys, time
-import colakit.compress as compress_mod, colakit.curate as curate_mod
+import colakit.compress as compress_mod, colakit.curate.pipeline as curate_mod
 from colakit.grid import GridRunner, load_grid
 
 config, rundir, calls = sys.argv[1:]
@@ -289,7 +289,7 @@ def test_edited_parameters_redo_the_stages_they_touch(tiny_grid, monkeypatch, ca
     GridRunner(grid, rundir).run()
 
     import colakit.compress as compress_mod
-    import colakit.curate as curate_mod
+    import colakit.curate.pipeline as curate_mod
 
     calls = []
     for mod, name in ((compress_mod, "compress_to_dir"), (curate_mod, "curate")):

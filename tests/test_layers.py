@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from colakit.errors import ColakitError
-from colakit.layers import find_decoder, weight_matrix
+from colakit.model.layers import find_decoder, weight_matrix
 from tiny_models import tiny_model
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import colakit.features as F
+import colakit.curate.features as F
 from colakit.errors import ColakitError
-from colakit.features import MOMENT_SITES, FeatureConfig, extract_features, pooled_activations
-from colakit.hooks import StopForward, forward_until_stop, stop_after
-from colakit.process import Candidate
+from colakit.curate.features import MOMENT_SITES, FeatureConfig, extract_features, pooled_activations
+from colakit.model.hooks import StopForward, forward_until_stop, stop_after
+from colakit.curate.process import Candidate
 from tiny_models import tiny_model, tiny_tokenizer
 
 
@@ -130,7 +130,7 @@ def test_one_stop_forward_shared_by_features_and_the_compression_engine():
 
 
 def test_cli_feature_pooling_reaches_the_feature_config(tmp_path, monkeypatch):
-    import colakit.curate as curate_mod
+    import colakit.curate.pipeline as curate_mod
     from colakit.cli import app
 
     seen = {}

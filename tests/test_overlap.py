@@ -6,8 +6,8 @@ import logging
 import pytest
 
 from colakit.errors import ColakitError
-from colakit.evalsets import EvalDocument
-from colakit.overlap import assert_no_overlap, check_overlap, normalised_words
+from colakit.data.evalsets import EvalDocument
+from colakit.data.overlap import assert_no_overlap, check_overlap, normalised_words
 
 QUESTION = ("A bakery sells muffins in boxes of six and cookies in tins of twenty, and on Saturday it sold "
             "forty boxes and thirty tins; how many baked goods did the bakery sell on Saturday altogether?")
@@ -52,7 +52,7 @@ def test_assert_no_overlap_raises_or_warns(caplog):
     texts = [UNRELATED, QUESTION]
     with pytest.raises(ColakitError, match=r"contaminated.*toy_math: 1 items.*--allow-overlap"):
         assert_no_overlap(texts, eval_docs=EVAL)
-    with caplog.at_level(logging.WARNING, logger="colakit.overlap"):
+    with caplog.at_level(logging.WARNING, logger="colakit.data.overlap"):
         report = assert_no_overlap(texts, allow=True, eval_docs=EVAL)
     assert not report.clean and "CONTAMINATION" in caplog.text
     assert assert_no_overlap([UNRELATED], eval_docs=EVAL).clean
@@ -65,8 +65,8 @@ def test_real_gsm8k_item_planted_in_c4_is_caught(tmp_path):
     from typer.testing import CliRunner
 
     from colakit.cli import app
-    from colakit.evalsets import load_items
-    from colakit.sources import get_source
+    from colakit.data.evalsets import load_items
+    from colakit.data.sources import get_source
 
     c4 = [d.text for _, d in zip(range(64), get_source("c4").documents())]
     assert check_overlap(c4).clean

@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from colakit.errors import ColakitError
-from colakit.process import adds_bos, render, shuffled, windows
+from colakit.curate.process import adds_bos, render, shuffled, windows
 from tiny_models import tiny_tokenizer
 
 

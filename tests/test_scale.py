@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-import colakit.process as P
+import colakit.curate.process as P
 from colakit.calibset import CalibrationSet, Sample
 from colakit.errors import ColakitError
 from colakit.executors import LocalExecutor, get_executor
-from colakit.features import FeatureConfig, _pool_key, extract_features
-from colakit.pool import Chain, PoolWriter, StoredPool
-from colakit.process import Candidate, pad_right
-from colakit.select.cola import assign_chunked, kmeans, nearest_unique
+from colakit.curate.features import FeatureConfig, _pool_key, extract_features
+from colakit.curate.pool import Chain, PoolWriter, StoredPool
+from colakit.curate.process import Candidate, pad_right
+from colakit.curate.select.cola import assign_chunked, kmeans, nearest_unique
 from tiny_models import tiny_model, tiny_tokenizer
 
 
@@ -77,7 +77,7 @@ def test_one_padding_rule(monkeypatch):
 MEMORY_SCRIPT = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from colakit.curate import CurateConfig, build_pool
+from colakit.curate.pipeline import CurateConfig, build_pool
 from tiny_models import tiny_tokenizer
 
 def hwm():  # peak RSS (MiB) since the last reset

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from colakit.errors import ColakitError
-from colakit.select import get_selector
-from colakit.select.cola import _replace_seed, _two_nearest, kmeans, local_search, nearest_unique
+from colakit.curate.select import get_selector
+from colakit.curate.select.cola import _replace_seed, _two_nearest, kmeans, local_search, nearest_unique
 
 
 def blobs(n_per=30, k=6, d=16, seed=0):

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from colakit.errors import ColakitError
-from colakit.models import ensure_pad_token
-from colakit.process import Candidate
-from colakit.select import get_selector
-from colakit.select.mix import IgspSelector, four_grams
-from colakit.select.selfgen import LinearTemperature, generate, perplexities
+from colakit.model.load import ensure_pad_token
+from colakit.curate.process import Candidate
+from colakit.curate.select import get_selector
+from colakit.curate.select.mix import IgspSelector, four_grams
+from colakit.curate.select.selfgen import LinearTemperature, generate, perplexities
 from tiny_models import tiny_model, tiny_tokenizer
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
@@ -221,7 +221,7 @@ def test_self_cal_generates_from_bos_alone(llama, tok):
 @pytest.mark.integration
 def test_self_gen_through_curate_on_the_default_model(tmp_path):
     from colakit.calibset import CalibrationSet
-    from colakit.curate import CurateConfig, curate
+    from colakit.curate.pipeline import CurateConfig, curate
 
     cfg = CurateConfig(sources=["c4"], method="self-gen", n=2, seq_len=32, pool_per_source=16, seed=0)
     calib = curate(cfg, out=tmp_path / "sg")

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from colakit.errors import ColakitError
-from colakit.sources import (MIXED_WEIGHTS, get_source, list_sources, render_commonsense, source_stats,
+from colakit.data.sources import (MIXED_WEIGHTS, get_source, list_sources, render_commonsense, source_stats,
                              split_sections, split_wiki)
 
 

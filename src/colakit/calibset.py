@@ -80,7 +80,7 @@ class CalibrationSet:
     @classmethod
     def from_token_ids(cls, sequences: Iterable[list[int]], tokenizer=None, **manifest) -> CalibrationSet:
         """An in-memory set from raw token ids (texts decoded when a tokenizer is given)."""
-        from colakit.models import tokenizer_hash
+        from colakit.model.load import tokenizer_hash
 
         samples = []
         for i, ids in enumerate(sequences):
@@ -119,7 +119,7 @@ class CalibrationSet:
 
     def check_tokenizer(self, tokenizer) -> None:
         """Refuse to feed token ids to a model whose tokenizer gives them another meaning."""
-        from colakit.models import tokenizer_hash
+        from colakit.model.load import tokenizer_hash
 
         theirs = tokenizer_hash(tokenizer)
         if self.tokenizer_hash is not None and self.tokenizer_hash != theirs:
@@ -133,7 +133,7 @@ class CalibrationSet:
 
     def to_tensors(self, pad_token_id: int):
         """Right-padded ``(input_ids, attention_mask)`` LongTensors of shape [n, longest]."""
-        from colakit.process import pad_right
+        from colakit.curate.process import pad_right
 
         return pad_right([s.input_ids for s in self.samples], pad_token_id)
 

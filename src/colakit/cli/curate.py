@@ -71,12 +71,12 @@ def curate(
     gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="GPUs per Ray feature worker."),
 ):
     """Curate a CalibrationSet from SOURCES with METHOD and save it to OUT."""
-    from colakit.coverage import parse_weights
-    from colakit.curate import CurateConfig
-    from colakit.curate import curate as run_curate
-    from colakit.curate import defaults_for
+    from colakit.curate.coverage import parse_weights
+    from colakit.curate.pipeline import CurateConfig
+    from colakit.curate.pipeline import curate as run_curate
+    from colakit.curate.pipeline import defaults_for
     from colakit.executors import get_executor
-    from colakit.features import FeatureConfig
+    from colakit.curate.features import FeatureConfig
 
     defaults = defaults_for(compression)
     n = defaults["n"] if n is None else n
@@ -132,9 +132,9 @@ def score(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Representativeness, diversity and proxy score of a CalibrationSet, without compressing anything."""
-    from colakit.coverage import parse_weights
-    from colakit.features import FeatureConfig
-    from colakit.score import score_set
+    from colakit.curate.coverage import parse_weights
+    from colakit.curate.features import FeatureConfig
+    from colakit.curate.score import score_set
 
     with console.status("scoring in activation space"):
         result = score_set(path, model=model, target=target, weights=parse_weights(weights),

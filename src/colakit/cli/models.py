@@ -16,7 +16,7 @@ app.add_typer(models_app, name="models")
 @models_app.command("list")
 def list_models():
     """Built-in model ids and whether they are cached."""
-    from colakit.models import BUILTIN_MODELS, DEFAULT_MODEL, _cached_ok, _model_dir
+    from colakit.model.load import BUILTIN_MODELS, DEFAULT_MODEL, _cached_ok, _model_dir
 
     table = Table("id", "cached", "description")
     for mid, spec in BUILTIN_MODELS.items():
@@ -28,7 +28,7 @@ def list_models():
 @models_app.command("fetch")
 def fetch(name: str = typer.Argument("smollm2-135m", help="Built-in model id.")):
     """Fetch, convert (GGUF -> safetensors), verify and cache a built-in model."""
-    from colakit.models import fetch_model
+    from colakit.model.load import fetch_model
 
     t0 = time.time()
     with console.status(f"fetching {name} (first time: download + conversion, about a minute)"):

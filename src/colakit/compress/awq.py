@@ -31,7 +31,7 @@ from torch import nn
 
 from colakit.compress import runtime
 from colakit.compress.quantizer import find_params, quantize, quantize_groups
-from colakit.layers import block_linears, block_spec, in_features, set_weight_matrix, weight_matrix
+from colakit.model.layers import block_linears, block_spec, in_features, set_weight_matrix, weight_matrix
 
 CLIP_GRID = 20
 ERROR_TOKENS = 4096

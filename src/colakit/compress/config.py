@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from colakit.errors import ColakitError
-from colakit.layers import find_decoder, in_features
+from colakit.model.layers import find_decoder, in_features
 
 PRUNING = ("sparsegpt", "wanda", "magnitude")
 QUANTIZATION = ("gptq", "awq", "rtn")

@@ -30,7 +30,7 @@ from colakit.compress.hessian import NumericalWarning, error_terms, relative_err
 from colakit.compress.sparsegpt import SparseGPT
 from colakit.compress.wanda import Wanda
 from colakit.errors import ColakitError
-from colakit.layers import block_linears, find_decoder, set_weight_matrix, weight_matrix
+from colakit.model.layers import block_linears, find_decoder, set_weight_matrix, weight_matrix
 
 log = logging.getLogger(__name__)
 

@@ -99,7 +99,7 @@ def build_recipe(config: CompressionConfig) -> list:
 
 
 def _sparsity(model) -> dict:
-    from colakit.layers import find_decoder, weight_matrix
+    from colakit.model.layers import find_decoder, weight_matrix
 
     layout = find_decoder(model)
     out = {}
@@ -114,7 +114,7 @@ def compress_with_llmcompressor(model_name: str, cs, out_dir: str | Path, config
                                 device: str = "auto", dtype: str = "auto", meta: dict | None = None) -> dict:
     """Run ``oneshot`` on the CalibrationSet ``cs`` and save a compressed-tensors checkpoint to ``out_dir``."""
     from colakit.compress.output import REPORT_FILE, refuse_existing
-    from colakit.models import load_model, load_tokenizer
+    from colakit.model.load import load_model, load_tokenizer
 
     out = refuse_existing(out_dir)
     check_supported(config)

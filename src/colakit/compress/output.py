@@ -55,7 +55,7 @@ def load_calibration(calib_dir: str | Path, tokenizer, model_name: str):
 
 
 def _check_length(cs, model) -> None:
-    from colakit.models import max_context
+    from colakit.model.load import max_context
 
     longest = max(len(s.input_ids) for s in cs.samples)
     limit = max_context(model)
@@ -70,7 +70,7 @@ def compress_to_dir(model_name: str, calib_dir: str | Path, out_dir: str | Path,
 
     Returns the compression.json content. Nothing is written unless the whole run succeeds.
     """
-    from colakit.models import load_model, load_tokenizer
+    from colakit.model.load import load_model, load_tokenizer
 
     refuse_existing(out_dir)
     config.validate()

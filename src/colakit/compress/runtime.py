@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from colakit.errors import ColakitError
-from colakit.hooks import StopForward, forward_until_stop
+from colakit.model.hooks import StopForward, forward_until_stop
 
 
 @dataclass

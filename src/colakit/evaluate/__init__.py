@@ -27,7 +27,7 @@ def evaluate_model(name: str | Path | None, tasks: str | list[str] = "quick", *,
                    seed: int = 0, device: str = "auto", dtype: str = "auto", out: str | Path | None = None,
                    allow_overlap: bool = False, config: EvalConfig | None = None, on_task=None) -> dict:
     """Load a model (built-in id, directory or hub id) and ``evaluate`` it."""
-    from colakit.models import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
+    from colakit.model.load import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
 
     name = str(name or DEFAULT_MODEL)
     resolve_tasks(tasks, limit)  # bad task names or limits fail before the model loads

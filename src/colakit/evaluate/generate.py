@@ -107,7 +107,7 @@ def generate(model, tokenizer, prompts: list[str], *, stop: tuple[str, ...] | li
     their beginning, as in lm-eval."""
     if max_new_tokens <= 0:
         raise ColakitError(f"max_new_tokens must be positive, got {max_new_tokens}", "use e.g. 256")
-    from colakit.models import max_context
+    from colakit.model.load import max_context
 
     max_length = max_length or max_context(model) or 2048
     max_prompt = max_length - max_new_tokens

@@ -164,7 +164,7 @@ def _score_batch(model, batch: list[_Group], pad_id: int, out: list[Score | None
 
 
 def model_max_length(model, tokenizer=None, default: int = 2048) -> int:
-    from colakit.models import max_context
+    from colakit.model.load import max_context
 
     return max_context(model) or default
 

@@ -65,7 +65,7 @@ def _score_windows(model, chunk: list[tuple[int, list[int], int]], pad_id: int) 
 def document_nll(model, tokenizer, texts: list[str], *, seq_len: int = 1024, logit_budget_mb: int = 1024,
                  progress=None) -> tuple[list[float], list[int]]:
     """Total NLL (nats) and token count of each text, every token predicted once."""
-    from colakit.models import max_context
+    from colakit.model.load import max_context
 
     limit = max_context(model)
     if limit is not None and seq_len > limit:

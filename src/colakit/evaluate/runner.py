@@ -64,13 +64,13 @@ def select_items(items: list[dict], limit: int | None, seed: int, task: str) -> 
 
 
 def _load_task_items(task: Task) -> list[dict]:
-    from colakit.evalsets import load_items
+    from colakit.data.evalsets import load_items
 
     return load_items(task.data_task or task.name)
 
 
 def _heldout_texts(source: str) -> list[dict]:
-    from colakit.sources import get_source
+    from colakit.data.sources import get_source
 
     return [{"id": d.doc_id, "text": d.text} for d in get_source(source).documents(split="heldout")]
 
@@ -216,7 +216,7 @@ def check_calibration_overlap(model_dir: str | Path | None, allow: bool) -> dict
         log.warning(message)
         return {"checked": False, "reason": message}
     from colakit.calibset import CalibrationSet
-    from colakit.overlap import assert_no_overlap
+    from colakit.data.overlap import assert_no_overlap
 
     overlap = assert_no_overlap(CalibrationSet.load(calib).texts, allow=allow)
     return {"checked": True, "calibration": calib, **overlap.to_dict()}
@@ -257,7 +257,7 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
     started = time.time()
     ident = {"name": model_name, "hash": model_hash(model), "class": type(model).__name__,
              "dtype": str(next(model.parameters()).dtype), "device": str(next(model.parameters()).device)}
-    from colakit.models import tokenizer_hash
+    from colakit.model.load import tokenizer_hash
 
     ident["tokenizer_hash"] = tokenizer_hash(tokenizer)
     settings = {k: v for k, v in asdict(cfg).items()}

@@ -1,6 +1,6 @@
 """The task registry: every evaluation task as data.
 
-A task says how to turn one raw record (``colakit.evalsets.load_items``) into what the model
+A task says how to turn one raw record (``colakit.data.evalsets.load_items``) into what the model
 sees, how to score it, which capability it measures and which version of those rules it is.
 Prompt formats and metrics follow lm-evaluation-harness 0.4.x (the task YAMLs named in each
 entry), so numbers compare with what the field reports:
@@ -57,8 +57,8 @@ class Task:
     metrics: tuple[str, ...] = ("acc",)
     primary: str = "acc"
     max_new_tokens: int = 256
-    source: str | None = None  # perplexity: a colakit.sources name
-    data_task: str | None = None  # name in colakit.evalsets when it differs
+    source: str | None = None  # perplexity: a colakit.data.sources name
+    data_task: str | None = None  # name in colakit.data.evalsets when it differs
     extra: dict = field(default_factory=dict)
 
 

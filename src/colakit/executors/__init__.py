@@ -29,13 +29,13 @@ class LocalExecutor:
     workers_load_model = False  # the driver loads the model and computes with it
 
     def sources(self, jobs: Sequence, tokenizer, scratch) -> Iterator[tuple[dict, Iterable]]:
-        from colakit.process import source_windows
+        from colakit.curate.process import source_windows
 
         for job in jobs:
             yield source_windows(job, tokenizer)
 
     def feature_shards(self, plan, candidates: Sequence, todo: list[int], model) -> Iterator[tuple[int, np.ndarray]]:
-        from colakit.features import compute_shard, projection
+        from colakit.curate.features import compute_shard, projection
 
         proj = projection(plan.width, plan.dim, plan.seed)
         for s in todo:

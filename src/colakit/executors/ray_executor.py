@@ -49,8 +49,8 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 
 def _source_stage(batch: dict, jobs: Sequence, tokenizer, scratch: str) -> dict:
     """One Ray task per source: its windows into ``scratch/part-NNN`` (a pool of its own)."""
-    from colakit.pool import PoolWriter
-    from colakit.process import source_windows
+    from colakit.curate.pool import PoolWriter
+    from colakit.curate.process import source_windows
 
     out = {"job": [], "info": [], "path": []}
     for i in batch["job"]:
@@ -73,8 +73,8 @@ class _FeatureActor:
     def __init__(self, plan, candidates, model=None, threads: int = 1, fault: str | None = None):
         import torch
 
-        from colakit.features import projection
-        from colakit.models import load_model
+        from colakit.curate.features import projection
+        from colakit.model.load import load_model
 
         torch.set_num_threads(threads)  # one core per worker: no oversubscription on a shared node
         self.plan, self.candidates = plan, candidates
@@ -84,7 +84,7 @@ class _FeatureActor:
         self.fault = fault
 
     def __call__(self, batch: dict) -> dict:
-        from colakit.features import compute_shard
+        from colakit.curate.features import compute_shard
 
         out = {"shard": [], "npy": []}
         for s in batch["shard"]:
@@ -156,7 +156,7 @@ class RayExecutor:
         return args
 
     def sources(self, jobs: Sequence, tokenizer, scratch) -> Iterator[tuple[dict, Iterable]]:
-        from colakit.pool import StoredPool
+        from colakit.curate.pool import StoredPool
 
         ray = self._ray()
         ds = ray.data.from_items([{"job": i} for i in range(len(jobs))], override_num_blocks=len(jobs))

@@ -22,7 +22,7 @@ TOP_KEYS = ("name", "model", "seeds", "baseline", "defaults", "curation", "compr
 CURATE_KEYS = ("method", "sources", "n", "seq_len", "format", "packing", "pool_per_source", "split_seed",
                "heldout_fraction", "allow_overlap", "params", "features", "target", "weights",
                "probes_per_capability", "for_compression")
-FEATURE_KEYS = tuple(f.name for f in dataclasses.fields(__import__("colakit.features", fromlist=["x"]).FeatureConfig)
+FEATURE_KEYS = tuple(f.name for f in dataclasses.fields(__import__("colakit.curate.features", fromlist=["x"]).FeatureConfig)
                      if f.name not in ("device", "dtype"))
 SWEEP_KEYS = ("n", "seq_len", "format", "packing", "pool_per_source")
 SWEEP_SCOPE = "curations"  # a sweep block's optional list of the curation labels it applies to
@@ -119,7 +119,7 @@ class GridConfig:
 
     def base_curation(self, curation: str, compression: str) -> dict:
         """A curation's parameters before any sweep, with n, seq_len, format and packing resolved."""
-        from colakit.curate import CurateConfig, defaults_for
+        from colakit.curate.pipeline import CurateConfig, defaults_for
 
         params = dict(self.curation[curation].params)
         method_aware = params.pop("for_compression", False)
@@ -179,7 +179,7 @@ def load_grid(path: str | Path) -> GridConfig:
 
 def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     from colakit.compress import CompressionConfig
-    from colakit.select import SELECTORS
+    from colakit.curate.select import SELECTORS
 
     check = check or _Checker("grid config", {})
     check.keys(raw, TOP_KEYS, (), "the grid config")

@@ -73,8 +73,8 @@ def write_run_json(rundir: Path, grid: GridConfig) -> None:
 
 def curate_config(grid: GridConfig, cell: Cell):
     """The CurateConfig of a cell: curation params, then the cell's settings, then its seed."""
-    from colakit.curate import CurateConfig
-    from colakit.features import FeatureConfig
+    from colakit.curate.pipeline import CurateConfig
+    from colakit.curate.features import FeatureConfig
 
     method_aware = grid.curation[cell.curation].params.get("for_compression", False)
     compression = grid.compression[cell.compression].params["method"] if method_aware else None
@@ -86,8 +86,8 @@ def curate_config(grid: GridConfig, cell: Cell):
 
 def pool_features(config, tokenizer):
     """The candidate pool and its features in the space curation used (the feature store makes this a cache hit)."""
-    from colakit import curate
-    from colakit.select import get_selector
+    from colakit.curate import pipeline as curate
+    from colakit.curate.select import get_selector
 
     pool, _ = curate.build_pool(config, tokenizer)
     feats, _, _ = curate.pool_features(get_selector(config.method, **config.method_params), pool, config,
@@ -148,7 +148,7 @@ class GridRunner:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from colakit.models import load_tokenizer
+            from colakit.model.load import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.grid.model)
         return self._tokenizer
@@ -186,7 +186,7 @@ class GridRunner:
         return on_task
 
     def curate(self, cell: Cell) -> Path:
-        from colakit.curate import curate
+        from colakit.curate.pipeline import curate
 
         out = calib_dir(self.rundir, self.grid, cell)
         if _refresh(out.with_name(out.name + ".spec.json"), {"curate": stage_specs(self.grid, cell)["curate"]},
@@ -205,8 +205,8 @@ class GridRunner:
         path = score_path(calib)
         if path.exists():
             return json.loads(path.read_text())
-        from colakit.features import FeatureConfig
-        from colakit.score import score_set
+        from colakit.curate.features import FeatureConfig
+        from colakit.curate.score import score_set
 
         self.progress("score", cell.id, 0, 1)
         sc = self.grid.score
@@ -220,7 +220,7 @@ class GridRunner:
         """2-D PCA map of the candidate pool's features, selected samples marked (feature-based curation only)."""
         out = self.rundir / "cells" / cell.id / "activation_map.json"
         config = curate_config(self.grid, cell)
-        from colakit.select import get_selector
+        from colakit.curate.select import get_selector
 
         if out.exists() or not self.grid.map or not get_selector(config.method, **config.method_params).needs_features:
             return

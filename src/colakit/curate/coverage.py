@@ -2,7 +2,7 @@
 
 A capability ``c`` is described by a small probe set P_c: windows drawn from the calibration part
 of the sources that exercise it (never from evaluation items). In the same activation-feature
-space as the candidates (``colakit.features``), a set of samples X covers the capability by the
+space as the candidates (``colakit.curate.features``), a set of samples X covers the capability by the
 facility-location similarity
 
     coverage(X, c) = mean_{p in P_c} max_{x in X} cos(p, x)

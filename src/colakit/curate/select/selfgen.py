@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from colakit.errors import ColakitError
-from colakit.process import Candidate
-from colakit.select.base import Selection, Selector, register
+from colakit.curate.process import Candidate
+from colakit.curate.select.base import Selection, Selector, register
 
 
 @torch.no_grad()

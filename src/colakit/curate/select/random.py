@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from colakit.select.base import Selection, Selector, register
+from colakit.curate.select.base import Selection, Selector, register
 
 
 @register

@@ -15,9 +15,9 @@ from typing import Sequence
 
 from colakit.calibset import CalibrationSet, Sample
 from colakit.errors import ColakitError
-from colakit.features import FeatureConfig
-from colakit.pool import Chain, StoredPool
-from colakit.process import FORMATS, PACKINGS, Candidate, SourceJob, shuffled, windows
+from colakit.curate.features import FeatureConfig
+from colakit.curate.pool import Chain, StoredPool
+from colakit.curate.process import FORMATS, PACKINGS, Candidate, SourceJob, shuffled, windows
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def build_pool(config: CurateConfig, tokenizer, *, executor=None,
                store_dir: str | Path | None = None) -> tuple[StoredPool, list[dict]]:
     """Candidate windows from every source (deduplicated), and each source's provenance record.
 
-    The pool streams to disk (``colakit.pool``) and comes back as a ``StoredPool``, a lazy
+    The pool streams to disk (``colakit.curate.pool``) and comes back as a ``StoredPool``, a lazy
     ``Sequence[Candidate]``, so its size does not bound what fits in RAM. Sources are processed
     by ``executor`` (default: in this process) and merged here in source order; the first copy
     of a repeated window wins. Without ``store_dir`` the pool lives in a scratch directory under
@@ -97,7 +97,7 @@ def build_pool(config: CurateConfig, tokenizer, *, executor=None,
     """
     from colakit.cache import cache_dir
     from colakit.executors import LocalExecutor
-    from colakit.pool import PoolWriter, scratch_dir
+    from colakit.curate.pool import PoolWriter, scratch_dir
 
     executor = executor or LocalExecutor()
     owned = store_dir is None
@@ -143,8 +143,8 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
     ``executor`` (``colakit.executors.get_executor``) runs source processing and feature
     extraction; it changes where the work runs, never the result (nothing about it is recorded).
     """
-    from colakit.models import load_tokenizer, max_context, tokenizer_hash
-    from colakit.select import get_selector
+    from colakit.model.load import load_tokenizer, max_context, tokenizer_hash
+    from colakit.curate.select import get_selector
 
     selector = get_selector(config.method, **config.method_params)
     if out is not None and Path(out).exists() and not overwrite:
@@ -156,7 +156,7 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
     if selector.needs_pool:
         selector.check_budget(pool, config.n)  # before the expensive forward passes
     if selector.needs_model and model is None:
-        from colakit.models import load_model
+        from colakit.model.load import load_model
 
         model = load_model(config.model, device=config.features.device, dtype=config.features.dtype)
     features = None
@@ -190,8 +190,8 @@ def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, lis
 
     Drawn with a seed apart from the candidates' so probes are a separate random look at each domain.
     """
-    from colakit.coverage import CAPABILITY_SOURCES
-    from colakit.sources import get_source
+    from colakit.curate.coverage import CAPABILITY_SOURCES
+    from colakit.data.sources import get_source
 
     probes = {}
     for cap in capabilities:
@@ -209,7 +209,7 @@ def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, lis
 def features_with_probes(items: Sequence, probes: dict[str, list[Candidate]], model_name: str, *, model, tokenizer,
                          config: FeatureConfig, executor=None):
     """Features of ``items`` and of every capability's probes, in one projected space (one extraction)."""
-    from colakit.features import extract_features
+    from colakit.curate.features import extract_features
 
     flat = [p for cap in probes for p in probes[cap]]
     feats = extract_features(Chain(items, flat), model_name, model=model, tokenizer=tokenizer, config=config,
@@ -229,12 +229,12 @@ def pool_features(selector, pool: Sequence[Candidate], config: CurateConfig, *, 
     projected space (one extraction); others get (features, None, None). The feature store makes
     a second call with the same pool and config a cache hit (the grid's activation maps use that).
     """
-    from colakit.features import extract_features
+    from colakit.curate.features import extract_features
 
     if not getattr(selector, "uses_coverage", False):
         return extract_features(pool, config.model, model=model, tokenizer=tokenizer, config=config.features,
                                 executor=executor), None, None
-    from colakit.coverage import target_weights
+    from colakit.curate.coverage import target_weights
 
     weights = target_weights(config.target, config.weights)
     probes = build_probes(config, tokenizer, [c for c, w in weights.items() if w > 0])
@@ -248,7 +248,7 @@ def _context_of(name: str, model, max_context) -> int | None:
         return max_context(model)
     from transformers import AutoConfig
 
-    from colakit.models import resolve_model
+    from colakit.model.load import resolve_model
 
     return max_context(AutoConfig.from_pretrained(resolve_model(name)))
 
@@ -262,6 +262,6 @@ def _sample(cand: Candidate, selection, k: int) -> Sample:
 
 def _check_contamination(texts: list[str], allow: bool) -> None:
     """Refuse calibration text that overlaps an evaluation set (warn instead with allow)."""
-    from colakit.overlap import assert_no_overlap
+    from colakit.data.overlap import assert_no_overlap
 
     assert_no_overlap(texts, allow=allow)

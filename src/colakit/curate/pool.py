@@ -34,7 +34,7 @@ import numpy as np
 
 from colakit.cache import atomic_path, write_json_atomic
 from colakit.errors import ColakitError
-from colakit.process import Candidate
+from colakit.curate.process import Candidate
 
 POOL_SHARD = 4096
 MANIFEST = "manifest.json"

@@ -134,7 +134,7 @@ MATH_SPLIT = {"seed": 0, "heldout_fraction": 0.1}
 
 
 def is_math_heldout(item_id: str) -> bool:
-    from colakit.sources import is_heldout
+    from colakit.data.sources import is_heldout
 
     return is_heldout(f"math/{item_id}", MATH_SPLIT["seed"], MATH_SPLIT["heldout_fraction"])
 

@@ -179,7 +179,7 @@ def find_decoder(model: nn.Module) -> DecoderLayout:
                 f"cannot find the decoder layers of {type(model).__name__}: looked for "
                 f"{', '.join(LAYER_PATHS)} and any ModuleList of identical blocks with linear layers",
                 "colakit supports decoder-only transformers (LLaMA, Mistral, Qwen2/3, Gemma2/3, "
-                "Phi-3, GPT-2, OPT); add the path to colakit.layers.LAYER_PATHS for another family",
+                "Phi-3, GPT-2, OPT); add the path to colakit.model.layers.LAYER_PATHS for another family",
             )
         layers_path, layers = found
     if not block_linears(layers[0]):

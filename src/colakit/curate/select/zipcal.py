@@ -29,7 +29,7 @@ import re
 import numpy as np
 
 from colakit.errors import ColakitError
-from colakit.select.base import Selection, Selector, register
+from colakit.curate.select.base import Selection, Selector, register
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 UNITS = ("words", "tokens")

@@ -184,7 +184,7 @@ def source_windows(job: SourceJob, tokenizer) -> tuple[dict, Iterator[Candidate]
     Deterministic in ``job``: the same windows in the same order on any machine, so sources can be
     processed in parallel and merged in source order afterwards.
     """
-    from colakit.sources import get_source
+    from colakit.data.sources import get_source
 
     source = get_source(job.spec, seed=job.split_seed, heldout_fraction=job.heldout_fraction)
     docs = shuffled(source.documents("calibration"), seed=job.seed)
