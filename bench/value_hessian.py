@@ -50,8 +50,8 @@ def value_inputs(model, ids: torch.Tensor, blocks: list[int]) -> dict[int, torch
 
 
 def positions(blocks: list[int], bits: int) -> None:
-    from colakit.compress.baselines import rtn
-    from colakit.compress.gptq import GPTQ
+    from colakit.compress.methods.gptq import GPTQSolver as GPTQ
+    from colakit.compress.quantizer import quantize_groups as rtn
     from colakit.model.load import DEFAULT_MODEL, load_model, load_tokenizer
 
     tok, model = load_tokenizer(DEFAULT_MODEL), load_model(DEFAULT_MODEL, device="cpu")

@@ -90,6 +90,29 @@ def test_cli_default_group_size_is_auto_and_recorded(setup):
     assert not (tmp / "r").exists()
 
 
+def test_cli_refuses_an_option_the_method_does_not_take(setup):
+    tmp, model_dir, calib_dir = setup
+    result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "gptq", "--sparsity", "0.5",
+                    "--out", tmp / "g")
+    assert isinstance(result.exception, ColakitError)
+    assert "sparsity applies to pruning, not gptq" in str(result.exception) and "act_order" in result.exception.hint
+    result = invoke("--model", model_dir, "--method", "rtn", "--no-awq-clip", "--out", tmp / "r")
+    assert isinstance(result.exception, ColakitError) and "awq_clip applies to awq" in str(result.exception)
+    result = invoke("--model", model_dir, "--method", "rtn", "-p", "bits=3", "--out", tmp / "r")
+    assert isinstance(result.exception, ColakitError) and "use --bits" in str(result.exception)
+    assert not (tmp / "g").exists() and not (tmp / "r").exists()
+
+
+def test_cli_params_reach_the_method_keys_without_an_option(setup):
+    tmp, model_dir, calib_dir = setup
+    result = invoke("--model", model_dir, "--calib", calib_dir, "--method", "awq", "-p", "awq_grid=4",
+                    "--param", "awq_max_shrink=0.25", "--out", tmp / "a")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp / "a" / "compression.json").read_text())
+    assert (report["config"]["awq_grid"], report["config"]["awq_max_shrink"]) == (4, 0.25)
+    assert report["config"]["group_size"] == 64  # the command's default, auto, still applies
+
+
 def test_cli_refuses_calibration_from_another_tokenizer(setup):
     tmp, model_dir, _ = setup
     other = tmp / "other-calib"

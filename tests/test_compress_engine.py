@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from colakit.compress import CompressionConfig, compress
-from colakit.compress import gptq as gptq_module
-from colakit.compress.awq import _fold, scale_groups
+from colakit.compress.methods import gptq as gptq_module
+from colakit.compress.methods.awq import _fold, scale_groups
 from colakit.compress.runtime import capture_inputs, run_block
 from colakit.errors import ColakitError
 from colakit.model.layers import find_decoder, weight_matrix
@@ -238,7 +238,7 @@ def test_group_size_auto_refuses_models_no_automatic_size_fits():
 
 
 def test_awq_scale_search_scores_on_the_leading_batches_holding_the_token_budget():
-    from colakit.compress.awq import search_batches
+    from colakit.compress.methods.awq import search_batches
     from colakit.compress.runtime import Batch
 
     batches = [Batch(mask=torch.ones(1, n, dtype=torch.bool), hidden=torch.zeros(1, n, 4)) for n in (24, 10, 24, 3)]

@@ -5,12 +5,12 @@ import warnings
 import pytest
 import torch
 
-from colakit.compress.baselines import magnitude_prune, rtn
-from colakit.compress.gptq import GPTQ
 from colakit.compress.hessian import NumericalWarning, relative_error
+from colakit.compress.methods.gptq import GPTQSolver
+from colakit.compress.methods.magnitude import magnitude_prune
+from colakit.compress.methods.sparsegpt import SparseGPTSolver
+from colakit.compress.methods.wanda import WandaSolver
 from colakit.compress.quantizer import quantize_groups
-from colakit.compress.sparsegpt import SparseGPT
-from colakit.compress.wanda import Wanda
 
 
 def correlated_inputs(n=2048, cols=128, seed=0):
@@ -41,7 +41,7 @@ def test_rtn_grid_has_at_most_2_pow_bits_values_and_keeps_zero(bits, sym):
 
 def test_more_bits_less_rounding_error():
     w = weight()
-    errs = [float((rtn(w, b, 32, False) - w).pow(2).mean()) for b in (2, 3, 4, 8)]
+    errs = [float((quantize_groups(w, b, 32, False) - w).pow(2).mean()) for b in (2, 3, 4, 8)]
     assert errs == sorted(errs, reverse=True) and errs[-1] < 1e-4
 
 
@@ -55,17 +55,17 @@ def hessian_solver(cls, x):
 @pytest.mark.parametrize("act_order", [False, True])
 def test_gptq_beats_rtn_and_keeps_contiguous_groups(act_order):
     x, w = correlated_inputs(), weight()
-    solver = hessian_solver(GPTQ, x)
+    solver = hessian_solver(GPTQSolver, x)
     q, info = solver.solve(w, bits=3, group_size=32, sym=False, act_order=act_order, block_size=32)
     h = solver.hessian
-    assert relative_error(w, q, h) < 0.8 * relative_error(w, rtn(w, 3, 32, False), h)
+    assert relative_error(w, q, h) < 0.8 * relative_error(w, quantize_groups(w, 3, 32, False), h)
     assert distinct_per_group(q, 32) <= 8  # groups are the original consecutive columns, even with act_order
     assert info["damp"] == 0.01
 
 
 def test_sparsegpt_exact_sparsity_and_beats_magnitude():
     x, w = correlated_inputs(), weight()
-    solver = hessian_solver(SparseGPT, x)
+    solver = hessian_solver(SparseGPTSolver, x)
     for sparsity in (0.5, 0.6):
         p, _ = solver.solve(w, sparsity, block_size=64)
         assert int((p == 0).sum()) == round(w.numel() * sparsity)
@@ -78,8 +78,8 @@ def test_nm_patterns_are_valid(nm):
     x, w = correlated_inputs(), weight()
     n, m = nm
     pruned = {
-        "sparsegpt": hessian_solver(SparseGPT, x).solve(w, 0.5, nm=nm, block_size=30)[0],
-        "wanda": hessian_solver(Wanda, x).solve(w, 0.5, nm=nm)[0],
+        "sparsegpt": hessian_solver(SparseGPTSolver, x).solve(w, 0.5, nm=nm, block_size=30)[0],
+        "wanda": hessian_solver(WandaSolver, x).solve(w, 0.5, nm=nm)[0],
         "magnitude": magnitude_prune(w, 0.5, nm),
     }
     for name, p in pruned.items():
@@ -89,7 +89,7 @@ def test_nm_patterns_are_valid(nm):
 
 def test_sparsegpt_joint_quantization_prunes_and_quantizes():
     x, w = correlated_inputs(), weight()
-    p, _ = hessian_solver(SparseGPT, x).solve(w, 0.5, nm=(2, 4), bits=4, group_size=32)
+    p, _ = hessian_solver(SparseGPTSolver, x).solve(w, 0.5, nm=(2, 4), bits=4, group_size=32)
     assert ((p != 0).reshape(p.shape[0], -1, 4).sum(-1) <= 2).all()
     assert distinct_per_group(p, 32) <= 16
 
@@ -98,12 +98,12 @@ def test_wanda_prunes_per_output_row_by_weight_times_input_norm():
     x = torch.ones(10, 8)
     x[:, 0] = 100.0  # feature 0 is salient: its small weights must survive
     w = torch.tensor([[0.1, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]] * 2)
-    p, _ = hessian_solver(Wanda, x).solve(w, 0.5)
+    p, _ = hessian_solver(WandaSolver, x).solve(w, 0.5)
     assert (p != 0).sum(1).tolist() == [4, 4]
     assert (p[:, 0] != 0).all() and (p[:, 1:4] == 0).all()
 
 
-@pytest.mark.parametrize("cls", [GPTQ, SparseGPT])
+@pytest.mark.parametrize("cls", [GPTQSolver, SparseGPTSolver])
 def test_singular_hessian_escalates_damping_and_stays_finite(cls):
     x = torch.zeros(3, 64)
     x[:, :5] = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])  # rank 1, 59 dead inputs
@@ -111,7 +111,7 @@ def test_singular_hessian_escalates_damping_and_stays_finite(cls):
     solver.xtx[5, 5] = -3.0 * solver.count  # indefinite, as low-precision accumulation can produce
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        kw = dict(bits=4, group_size=32, sym=False) if cls is GPTQ else dict(sparsity=0.5)
+        kw = dict(bits=4, group_size=32, sym=False) if cls is GPTQSolver else dict(sparsity=0.5)
         out, info = cls.solve(solver, weight(16, 64), **kw)
     assert torch.isfinite(out).all()
     assert info["damp"] > 0.01

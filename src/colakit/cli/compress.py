@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+import yaml
 
 from colakit.cli.app import app, console
 from colakit.errors import ColakitError
+
+# the options that are method parameters: only those given on the command line reach the method,
+# so a method is never handed a key it does not take (and one given for the wrong method is refused)
+METHOD_OPTIONS = ("sparsity", "pattern", "bits", "group_size", "sym", "act_order", "damp", "value_hessian",
+                  "awq_clip", "awq_search_tokens")
 
 
 def _parse_group_size(text: str) -> int | str:
@@ -19,10 +25,23 @@ def _parse_group_size(text: str) -> int | str:
         raise ColakitError(f"--group-size {text!r} is not a number", "use e.g. --group-size 64, auto, or -1") from None
 
 
+def _parse_params(items: list[str]) -> dict:
+    """``["power=2", "mode=fast"]`` -> {"power": 2, "mode": "fast"} (values read as YAML scalars)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ColakitError(f"cannot read --param {item!r}", "write it as NAME=VALUE, e.g. --param awq_grid=10")
+        out[name.strip()] = yaml.safe_load(value)
+    return out
+
+
 @app.command("compress")
 def compress_command(
+    ctx: typer.Context,
     calib: Path = typer.Option(None, "--calib", help="CalibrationSet directory (magnitude and rtn need none)."),
-    method: str = typer.Option(..., "--method", help="sparsegpt, wanda, gptq, awq, or the baselines magnitude, rtn."),
+    method: str = typer.Option(..., "--method", help="sparsegpt, wanda, gptq, awq, or the baselines magnitude, rtn "
+                                                     "(any registered method)."),
     out: Path = typer.Option(..., "--out", help="New output directory (an existing one is refused)."),
     model: str = typer.Option("smollm2-135m", "--model", help="Built-in model id or Hugging Face model directory."),
     sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of weights to remove (unstructured pruning)."),
@@ -43,17 +62,28 @@ def compress_command(
     awq_clip: bool = typer.Option(True, "--awq-clip/--no-awq-clip", help="AWQ: search weight clipping ranges."),
     awq_search_tokens: int = typer.Option(
         8192, "--awq-search-tokens", help="AWQ: calibration tokens the scale search scores on (0: all of them)."),
+    param: list[str] = typer.Option(None, "--param", "-p",
+                                    help="Any other method key NAME=VALUE (repeatable), e.g. -p awq_grid=10."),
     backend: str = typer.Option("builtin", "--backend", help="builtin, or llmcompressor (pip install llmcompressor)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (float32 on CPU), float32, bfloat16, float16."),
 ):
     """Prune or quantize MODEL, calibrated by the CalibrationSet at --calib; write a model directory + compression.json."""
-    from colakit.compress import CompressionConfig, compress_to_dir
+    from colakit.compress import CompressionConfig, compress_to_dir, get_method
 
-    config = CompressionConfig(method=method, sparsity=sparsity, pattern=pattern, bits=bits,
-                               group_size=_parse_group_size(group_size),
-                               sym=sym, act_order=act_order, damp=damp, value_hessian=value_hessian,
-                               batch_size=batch_size, awq_clip=awq_clip, awq_search_tokens=awq_search_tokens or None)
+    # the source by name: recent typer versions bring their own copy of click and its enum
+    params = {k: ctx.params[k] for k in METHOD_OPTIONS if ctx.get_parameter_source(k).name != "DEFAULT"}
+    if "awq_search_tokens" in params:
+        params["awq_search_tokens"] = awq_search_tokens or None  # 0: all of them
+    if "group_size" in params:
+        params["group_size"] = _parse_group_size(group_size)
+    for key, value in _parse_params(param or []).items():
+        if key in ctx.params:
+            raise ColakitError(f"--param {key} has an option of its own", f"use --{key.replace('_', '-')}")
+        params[key] = value
+    if "group_size" in get_method(method).parameters():  # this command's default (auto) is not the library's (128)
+        params.setdefault("group_size", "auto")
+    config = CompressionConfig(method, batch_size=batch_size, **params)
     with console.status(f"compressing {model} with {method} ({backend})"):
         result = compress_to_dir(model, calib, out, config, device=device, dtype=dtype, backend=backend)
     sparsity_note = f", sparsity {result['sparsity']:.3f}" if result.get("sparsity") else ""

@@ -1,175 +1,76 @@
-"""What to compress and how: one dataclass, validated against the model before any weight moves."""
+"""What to compress and how: a method with its parameters, plus the engine's own settings.
+
+``CompressionConfig("gptq", bits=4, group_size=64)`` looks the method up by name and gives it the
+keys; a key the method does not take is refused, naming the keys it does take. Everything is
+validated against the model before any weight moves.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from torch import nn
 
+from colakit.compress.methods import METHODS, Method, ParameterError, get_method
 from colakit.errors import ColakitError
-from colakit.model.layers import find_decoder, in_features
 
-PRUNING = ("sparsegpt", "wanda", "magnitude")
-QUANTIZATION = ("gptq", "awq", "rtn")
-METHODS = PRUNING + QUANTIZATION
-NEEDS_DATA = ("sparsegpt", "wanda", "gptq", "awq")
-VALUE_HESSIANS = ("attention", "tokens")
-AUTO = "auto"
-AUTO_GROUP_SIZES = (128, 64, 32)  # 128 is the field's usual choice; smaller models need smaller groups
+# compression.json's "config": the keys (and, for the keys a method does not take, the values) that
+# every report has carried since the config was one flat dataclass; other code and resumed grids read
+# them. A method's own further keys follow these.
+REPORT_SCHEMA = {"method": None, "sparsity": 0.5, "pattern": "unstructured", "bits": None, "group_size": 128,
+                 "sym": False, "act_order": False, "damp": 0.01, "value_hessian": "attention", "block_size": 128,
+                 "batch_size": 8, "awq_grid": 20, "awq_clip": True, "awq_max_shrink": 0.5, "awq_clip_tokens": 512,
+                 "awq_search_tokens": 8192}
 
 
-@dataclass
+def config_keys() -> tuple[str, ...]:
+    """Every key a config may set for some registered method (``keep_backup`` is for API callers only)."""
+    keys = ["method", "batch_size"]
+    for cls in METHODS.values():
+        keys += [k for k in cls.parameters() if k not in keys]
+    return tuple(keys)
+
+
+@dataclass(init=False)
 class CompressionConfig:
-    """Parameters of one compression run.
+    """Parameters of one compression run: ``method`` (a registered name, with its keys, or a
+    ``Method``), ``batch_size`` (calibration samples per forward) and ``keep_backup`` (restore the
+    model if the run fails part-way)."""
 
-    Pruning methods use ``sparsity`` (unstructured) or ``pattern="N:M"`` (keep N of every M
-    consecutive input weights per row; 2:4 prunes half). Quantization methods use ``bits``,
-    ``group_size`` (-1: one group per row; ``"auto"``: the largest of 128/64/32 that divides every
-    quantized linear's input features, fixed by ``resolve(model)``) and ``sym``. SparseGPT with ``bits`` quantizes jointly
-    with pruning; Wanda/magnitude with ``bits`` round the kept weights to nearest afterwards.
-    """
-
-    method: str
-    sparsity: float = 0.5
-    pattern: str = "unstructured"
-    bits: int | None = None
-    group_size: int | str = 128
-    sym: bool = False
-    act_order: bool = False
-    damp: float = 0.01
-    value_hessian: str = "attention"  # GPTQ/SparseGPT: "attention" (see compress/attention.py) or "tokens"
-    block_size: int = 128
+    method: Method
     batch_size: int = 8
-    awq_grid: int = 20
-    awq_clip: bool = True
-    awq_max_shrink: float = 0.5
-    awq_clip_tokens: int = 512
-    awq_search_tokens: int | None = 8192  # scale search scores on the first batches holding this many tokens
     keep_backup: bool = True
 
-    def __post_init__(self):
-        if self.bits is None and self.method in QUANTIZATION:
-            self.bits = 4
-
-    @property
-    def prunes(self) -> bool:
-        return self.method in PRUNING
-
-    @property
-    def quantizes(self) -> bool:
-        return self.bits is not None
-
-    @property
-    def nm(self) -> tuple[int, int] | None:
-        """(keep N, of M) for an N:M pattern, else None."""
-        if self.pattern == "unstructured":
-            return None
-        n, m = (int(p) for p in self.pattern.split(":"))
-        return n, m
-
-    @property
-    def target_sparsity(self) -> float:
-        nm = self.nm
-        return 1 - nm[0] / nm[1] if nm else self.sparsity
+    def __init__(self, method: str | Method, batch_size: int = 8, keep_backup: bool = True, **params):
+        if isinstance(method, str):
+            cls = get_method(method)
+            for key in params:
+                if key not in cls.parameters():
+                    raise ParameterError(cls, key, (*cls.parameters(), "batch_size"))
+            method = cls(**params)
+        elif params:
+            raise TypeError(f"parameters {', '.join(params)} go to the method, e.g. {type(method).__name__}(...)")
+        self.method, self.batch_size, self.keep_backup = method, batch_size, keep_backup
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out.pop("keep_backup")
-        return out
+        """What compression.json records as the run's config."""
+        own = {"method": self.method.name, **self.method.to_dict(), "batch_size": self.batch_size}
+        return {**{k: own.get(k, v) for k, v in REPORT_SCHEMA.items()}, **own}
 
     def validate(self) -> None:
         """Check the parameters on their own (``validate_for`` also checks them against a model)."""
-        if self.method not in METHODS:
-            raise ColakitError(f"unknown compression method {self.method!r}", f"use one of: {', '.join(METHODS)}")
-        if self.prunes:
-            self._validate_pattern()
-            if self.nm is None and not (0 < self.sparsity < 1):
-                raise ColakitError(f"sparsity {self.sparsity} is outside (0, 1)",
-                                   "give the fraction of weights to remove, e.g. --sparsity 0.5")
-        if self.bits is not None and (not isinstance(self.bits, int) or not 2 <= self.bits <= 8):
-            raise ColakitError(f"bits {self.bits} is outside 2-8", "use --bits 2 to 8 (4 is the usual choice)")
-        if self.bits is not None and self.method in ("gptq", "awq", "rtn") and self.pattern != "unstructured":
-            raise ColakitError(f"--pattern {self.pattern} applies to pruning, not {self.method}",
-                               "use --method sparsegpt/wanda/magnitude for N:M sparsity")
-        if self.group_size not in (-1, AUTO) and (not isinstance(self.group_size, int) or self.group_size < 1):
-            raise ColakitError(f"group size {self.group_size} is not a positive integer",
-                               "use e.g. --group-size 64, auto, or -1 for one group per output row")
-        if self.value_hessian not in VALUE_HESSIANS:
-            raise ColakitError(f"value_hessian {self.value_hessian!r} is not one of {', '.join(VALUE_HESSIANS)}",
-                               "use attention (weight value inputs by how much they are attended to) or tokens")
-        if not self.damp > 0:
-            raise ColakitError(f"dampening {self.damp} must be > 0", "use e.g. 0.01 (1% of the mean Hessian diagonal)")
-        for name in ("block_size", "batch_size", "awq_grid", "awq_clip_tokens", "awq_search_tokens"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ColakitError(f"{name} {getattr(self, name)} must be >= 1", f"set {name} to a positive integer")
-        if not 0 <= self.awq_max_shrink < 1:
-            raise ColakitError(f"awq_max_shrink {self.awq_max_shrink} is outside [0, 1)", "use e.g. 0.5")
-
-    def _validate_pattern(self) -> None:
-        if self.pattern == "unstructured":
-            return
-        parts = self.pattern.split(":")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise ColakitError(f"pattern {self.pattern!r} is neither 'unstructured' nor N:M",
-                               "use --pattern unstructured, 2:4 or 4:8")
-        n, m = int(parts[0]), int(parts[1])
-        if not 0 < n < m:
-            raise ColakitError(f"pattern {self.pattern}: N must be between 1 and M-1 (N={n}, M={m})",
-                               "N:M keeps N of every M weights, e.g. --pattern 2:4")
-
-    def resolve(self, model: nn.Module) -> CompressionConfig:
-        """This config with ``group_size="auto"`` replaced by the size chosen for ``model`` (quantizing runs only)."""
-        if self.group_size != AUTO or not self.quantizes:
-            return self
-        return dataclasses.replace(self, group_size=auto_group_size(model))
+        if not isinstance(self.method, Method):
+            raise ColakitError(f"{self.method!r} is not a compression method", f"use one of: {', '.join(METHODS)}")
+        self.method.validate()
+        if self.batch_size < 1:
+            raise ColakitError(f"batch_size {self.batch_size} must be >= 1", "set batch_size to a positive integer")
 
     def validate_for(self, model: nn.Module) -> None:
         """Validate, then check every linear that will be touched can take these settings."""
         self.validate()
-        if self.quantizes and self.group_size == AUTO:
-            auto_group_size(model)  # raises when no automatic size fits
-        layout = find_decoder(model)
-        for i in range(layout.num_layers):
-            for name, lin in layout.linears(i).items():
-                cols = in_features(lin)
-                where = f"{layout.layers_path}.{i}.{name}"
-                if self.quantizes and self.group_size not in (-1, AUTO) and cols % self.group_size:
-                    raise ColakitError(
-                        f"group size {self.group_size} does not divide the {cols} input features of {where}",
-                        f"use a group size that divides every layer's input features "
-                        f"(e.g. --group-size {suggest_group_size(model)}), or -1 for one group per row")
-                nm = self.nm
-                if self.prunes and nm and cols % nm[1]:
-                    raise ColakitError(f"pattern {self.pattern}: M={nm[1]} does not divide the {cols} "
-                                       f"input features of {where}", "use an M that divides the input features")
+        self.method.check_model(model)
 
-
-def _common_in_features(model: nn.Module) -> int:
-    layout = find_decoder(model)
-    common = 0
-    for i in range(layout.num_layers):
-        for lin in layout.linears(i).values():
-            common = math.gcd(common, in_features(lin))
-    return common
-
-
-def auto_group_size(model: nn.Module) -> int:
-    """The largest of ``AUTO_GROUP_SIZES`` that divides every decoder linear's input features."""
-    common = _common_in_features(model)
-    for size in AUTO_GROUP_SIZES:
-        if common % size == 0:
-            return size
-    raise ColakitError(f"--group-size auto: none of {'/'.join(map(str, AUTO_GROUP_SIZES))} divides the input "
-                       f"features of every decoder linear (their common divisor is {common})",
-                       f"pass --group-size {suggest_group_size(model)} or -1 (one group per output row)")
-
-
-def suggest_group_size(model: nn.Module) -> int:
-    """The largest of 128, 64, 32, ... that divides every decoder linear's input features."""
-    common = _common_in_features(model)
-    size = 128
-    while size > 1 and common % size:
-        size //= 2
-    return size
+    def resolve(self, model: nn.Module, notes: list[str] | None = None) -> CompressionConfig:
+        """This config with the model-dependent choices made (``group_size="auto"``), each noted in ``notes``."""
+        return dataclasses.replace(self, method=self.method.resolve(model, [] if notes is None else notes))

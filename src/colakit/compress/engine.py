@@ -1,10 +1,13 @@
-"""The sequential block-by-block engine behind every built-in method.
+"""The sequential block-by-block engine behind every method.
+
+It knows no method by name: it asks the config's ``Method`` (``compress/methods``) what to do.
 
 1. Validate the config against the model (nothing is touched before this passes).
 2. Capture what block 0 receives for each calibration batch (``runtime.capture_inputs``).
 3. For each block: run it on every batch with hooks that feed each linear's non-padded inputs to
-   its solver (Hessian for GPTQ/SparseGPT, input norms for Wanda); solve each linear and write the
-   weight back; run the compressed block again, whose outputs are the next block's inputs. Memory
+   the statistics the method asked for (``make_stats``: a Hessian, input norms, ...); have the
+   method ``solve`` each linear and write the weight back (or let it ``compress_block`` the whole
+   block); run the compressed block again, whose outputs are the next block's inputs. Memory
    holds one block's activations for the calibration set, never the whole model's.
 
 A failure part-way restores every block already changed (``keep_backup``), so the caller's model
@@ -22,13 +25,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from colakit.compress import attention, awq, runtime
-from colakit.compress.baselines import magnitude_prune, rtn
-from colakit.compress.config import NEEDS_DATA, CompressionConfig
-from colakit.compress.gptq import GPTQ
-from colakit.compress.hessian import NumericalWarning, error_terms, relative_error, single_cpu_thread
-from colakit.compress.sparsegpt import SparseGPT
-from colakit.compress.wanda import Wanda
+from colakit.compress import attention, runtime
+from colakit.compress.config import CompressionConfig
+from colakit.compress.hessian import HessianStats, NumericalWarning, error_terms, relative_error, single_cpu_thread
+from colakit.compress.methods import Method
 from colakit.errors import ColakitError
 from colakit.model.layers import block_linears, find_decoder, set_weight_matrix, weight_matrix
 
@@ -91,21 +91,19 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
     ``CalibrationSet.to_tensors`` gives); magnitude and RTN need no data (pass ``None``). A
     ``group_size="auto"`` is resolved for ``model``; the report's config holds the size used.
     """
-    requested_group_size = config.group_size
-    config = config.resolve(model)
+    notes: list[str] = []
+    config = config.resolve(model, notes)
     config.validate_for(model)
+    method = config.method
     layout = find_decoder(model)
     has_data = calib_input_ids is not None
-    if config.method in NEEDS_DATA and not has_data:
-        raise ColakitError(f"{config.method} needs calibration data", "pass calibration input ids (a CalibrationSet)")
+    if method.needs_data and not has_data:
+        raise ColakitError(f"{method.name} needs calibration data", "pass calibration input ids (a CalibrationSet)")
     if has_data:
         calib_attention_mask = runtime.validate_calibration(
             calib_input_ids, calib_attention_mask, getattr(model.config, "vocab_size", None))
-    report = CompressionReport(method=config.method, config=config.to_dict(), model_class=type(model).__name__,
-                               layers_path=layout.layers_path)
-    if config.group_size != requested_group_size:
-        report.notes.append(f"group size {requested_group_size}: chose {config.group_size} "
-                            "(the largest of 128/64/32 dividing every linear's input features)")
+    report = CompressionReport(method=method.name, config=config.to_dict(), model_class=type(model).__name__,
+                               layers_path=layout.layers_path, notes=notes)
     started = time.perf_counter()
     backup = _Backup(config.keep_backup)
     was_training = model.training
@@ -120,7 +118,7 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
                                           tokens=sum(b.tokens for b in batches))
             for index, block in enumerate(layout.layers):
                 backup.save(block)
-                record = _compress_block(block, index, batches, config, report.notes)
+                record = _compress_block(block, index, batches, method, report.notes)
                 report.blocks.append(record)
                 log.info("block %d/%d done (%.1fs)", index + 1, layout.num_layers, time.perf_counter() - started)
         for w in caught:  # re-raise the numerical warnings to the caller, and keep them in the report
@@ -136,23 +134,10 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
 
 
 def _compress_block(block: nn.Module, index: int, batches: list[runtime.Batch] | None,
-                    config: CompressionConfig, notes: list[str]) -> dict:
+                    method: Method, notes: list[str]) -> dict:
     linears = block_linears(block)
-    dense_out = None
-    if config.method == "awq":
-        errors, dense_out = awq.awq_block(block, index, batches, config, notes)
-    elif config.method in ("gptq", "sparsegpt", "wanda"):
-        errors, dense_out = _solve_with_stats(block, index, linears, batches, config)
-    else:
-        if batches:
-            dense_out = [runtime.run_block(block, index, b) for b in batches]
-        errors = {}
-        for name, lin in linears.items():
-            w = weight_matrix(lin).detach()
-            new = magnitude_prune(w, config.sparsity, config.nm) if config.method == "magnitude" else w.float()
-            if config.bits:
-                new = rtn(new, config.bits, config.group_size, config.sym)
-            _write(lin, new, f"block {index} {name}")
+    done = method.compress_block(block, index, batches, notes)
+    errors, dense_out = done if done is not None else _compress_linears(block, index, linears, batches, method)
     record = {"index": index, "linears": {}}
     for name, lin in linears.items():
         w = weight_matrix(lin)
@@ -163,65 +148,53 @@ def _compress_block(block: nn.Module, index: int, batches: list[runtime.Batch] |
     return record
 
 
-def _make_solver(config: CompressionConfig, lin: nn.Module):
-    cls = {"gptq": GPTQ, "sparsegpt": SparseGPT, "wanda": Wanda}[config.method]
-    return cls(weight_matrix(lin).shape[1], weight_matrix(lin).device)
+def _make_stats(method: Method, lin: nn.Module):
+    return method.make_stats(weight_matrix(lin).shape[1], weight_matrix(lin).device)
 
 
-def _solve(solver, w: torch.Tensor, config: CompressionConfig, what: str) -> tuple[torch.Tensor, dict]:
-    if config.method == "gptq":
-        return solver.solve(w, config.bits, config.group_size, config.sym, config.act_order, config.damp,
-                            config.block_size, what)
-    if config.method == "sparsegpt":
-        return solver.solve(w, config.sparsity, config.nm, config.bits, config.group_size, config.sym,
-                            config.damp, config.block_size, what)
-    new, info = solver.solve(w, config.sparsity, config.nm)
-    if config.bits:
-        new = rtn(new, config.bits, config.group_size, config.sym)
-    return new, info
-
-
-def _solve_with_stats(block, index, linears, batches, config) -> tuple[dict, list[torch.Tensor]]:
-    """One pass to accumulate statistics (and keep the block's outputs), then solve every linear."""
-    solvers = {name: _make_solver(config, lin) for name, lin in linears.items()}
-    values = _value_hessians(block, linears, config)
-    state = runtime.MaskState()
-    dense_out = []
-    with runtime.input_hooks(linears, state, lambda name, x: solvers[name].add_batch(x), share_inputs=True) as shared, \
-            _probe_values(linears, values, state) as probed:
-        for b in batches:
-            state.mask = b.mask
-            dense_out.append(runtime.run_block(block, index, b))
-    for name, owner in shared.items():  # the solvers only read their statistics: one set serves every sharer
-        solvers[name] = solvers[owner]
-    if values is not None and probed():
-        solvers[values[0]] = values[2]
+def _compress_linears(block, index, linears, batches, method) -> tuple[dict, list[torch.Tensor] | None]:
+    """One pass to accumulate each linear's statistics (and keep the block's outputs), then solve every linear."""
+    stats = {name: _make_stats(method, lin) for name, lin in linears.items()}
+    dense_out = None
+    if batches:
+        gathering = {name: lin for name, lin in linears.items() if stats[name] is not None}
+        values = _value_hessians(block, linears, method) if method.value_hessians else None
+        state = runtime.MaskState()
+        dense_out = []
+        with runtime.input_hooks(gathering, state, lambda name, x: stats[name].add_batch(x), share_inputs=True) \
+                as shared, _probe_values(linears, values, state) as probed:
+            for b in batches:
+                state.mask = b.mask
+                dense_out.append(runtime.run_block(block, index, b))
+        for name, owner in shared.items():  # statistics are only read: one set serves every sharer
+            stats[name] = stats[owner]
+        if values is not None and probed():
+            stats[values[0]] = values[2]
     errors = {}
     for name, lin in linears.items():
         what = f"block {index} {name}"
         w = weight_matrix(lin).detach().float().clone()  # a copy: _write changes the parameter in place
         with single_cpu_thread(w.device):
-            if isinstance(solvers[name], attention.ValueHessians):
-                new, info = _solve_value_groups(solvers[name], w, config, what)
+            if isinstance(stats[name], attention.ValueHessians):
+                new, info = _solve_value_groups(method, stats[name], w, what)
             else:
-                new, info = _solve(solvers[name], w, config, what)
-                if hasattr(solvers[name], "hessian"):
-                    info["rel_error"] = relative_error(w, new, solvers[name].hessian)
+                new, info = method.solve(stats[name], w, what)
+                if isinstance(stats[name], HessianStats):
+                    info["rel_error"] = relative_error(w, new, stats[name].hessian)
         _write(lin, new, what)
         errors[name] = info
-        solvers[name] = None  # free the Hessian before the next one is factorised
+        stats[name] = None  # free the Hessian before the next one is factorised
     return errors, dense_out
 
 
-def _value_hessians(block, linears, config) -> tuple[str, nn.Module, attention.ValueHessians] | None:
-    """(name, its attention module, per-group solvers) for the block's value projection when ``value_hessian="attention"``."""
-    wanted = config.value_hessian == "attention" and config.method in ("gptq", "sparsegpt")
-    name = attention.value_linear(linears) if wanted else None
+def _value_hessians(block, linears, method) -> tuple[str, nn.Module, attention.ValueHessians] | None:
+    """(name, its attention module, per-group statistics) for the block's value projection, if it has one."""
+    name = attention.value_linear(linears)
     attn = block.get_submodule(name.rsplit(".", 1)[0]) if name and "." in name else None
     head_dim = getattr(attn, "head_dim", None)
     if name is None or attn is None or not head_dim or weight_matrix(linears[name]).shape[0] % head_dim:
         return None
-    return name, attn, attention.ValueHessians(lambda: _make_solver(config, linears[name]),
+    return name, attn, attention.ValueHessians(lambda: _make_stats(method, linears[name]),
                                                weight_matrix(linears[name]).shape[0], head_dim)
 
 
@@ -250,14 +223,15 @@ def _probe_values(linears, values, state):
         handle.remove()
 
 
-def _solve_value_groups(hessians: attention.ValueHessians, w, config, what) -> tuple[torch.Tensor, dict]:
+def _solve_value_groups(method: Method, hessians: attention.ValueHessians, w, what) -> tuple[torch.Tensor, dict]:
     """Solve each key/value group's rows with its own attention-weighted Hessian."""
     new, info = torch.empty_like(w), {"value_hessian": "attention"}
     err = ref = 0.0
     for g, solver in enumerate(hessians.solvers):
         rows = hessians.rows(g)
-        new[rows], part = _solve(solver, w[rows].clone(), config, f"{what} group {g}")
-        info["damp"] = max(info.get("damp", 0.0), part.get("damp", 0.0))
+        new[rows], part = method.solve(solver, w[rows].clone(), f"{what} group {g}")
+        if "damp" in part:  # the strongest dampening any group needed
+            info["damp"] = max(info.get("damp", 0.0), part["damp"])
         e, r = error_terms(w[rows], new[rows], solver.hessian)
         err, ref = err + e, ref + r
     info["rel_error"] = err / ref if ref > 0 else 0.0

@@ -9,24 +9,18 @@ final place and renamed in one step: an interrupted run never leaves a directory
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 from colakit import __version__
 from colakit.cache import atomic_dir
-from colakit.compress.config import NEEDS_DATA, CompressionConfig
+from colakit.calibset import CalibrationSet
+from colakit.compress.config import CompressionConfig
+from colakit.compress.directory import refuse_existing, write_report
 from colakit.compress.engine import CompressionReport, compress
+from colakit.compress.llmcompressor_backend import compress_with_llmcompressor
 from colakit.errors import ColakitError
-
-REPORT_FILE = "compression.json"
-
-
-def refuse_existing(out_dir: str | Path) -> Path:
-    out = Path(out_dir)
-    if out.exists():
-        raise ColakitError(f"output directory {out} already exists", "choose another --out or delete it first")
-    return out
+from colakit.model.load import load_model, load_tokenizer, max_context
 
 
 def save_compressed(model, tokenizer, out_dir: str | Path, report: dict) -> Path:
@@ -37,7 +31,7 @@ def save_compressed(model, tokenizer, out_dir: str | Path, report: dict) -> Path
             model.save_pretrained(tmp)
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
-            (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str) + "\n")
+            write_report(tmp, report)
     except PermissionError as err:
         raise ColakitError(f"cannot write {out}: {err.strerror}", "choose a writable --out") from err
     return out
@@ -45,8 +39,6 @@ def save_compressed(model, tokenizer, out_dir: str | Path, report: dict) -> Path
 
 def load_calibration(calib_dir: str | Path, tokenizer, model_name: str):
     """The CalibrationSet at ``calib_dir``, checked against the model's tokenizer and context."""
-    from colakit.calibset import CalibrationSet
-
     cs = CalibrationSet.load(calib_dir)
     if len(cs) == 0:
         raise ColakitError(f"CalibrationSet {calib_dir} is empty", "curate a set with at least one sample")
@@ -55,8 +47,6 @@ def load_calibration(calib_dir: str | Path, tokenizer, model_name: str):
 
 
 def _check_length(cs, model) -> None:
-    from colakit.model.load import max_context
-
     longest = max(len(s.input_ids) for s in cs.samples)
     limit = max_context(model)
     if limit is not None and longest > limit:
@@ -70,23 +60,19 @@ def compress_to_dir(model_name: str, calib_dir: str | Path, out_dir: str | Path,
 
     Returns the compression.json content. Nothing is written unless the whole run succeeds.
     """
-    from colakit.model.load import load_model, load_tokenizer
-
     refuse_existing(out_dir)
     config.validate()
     if backend not in ("builtin", "llmcompressor"):
         raise ColakitError(f"unknown backend {backend!r}", "use --backend builtin or llmcompressor")
     tokenizer = load_tokenizer(model_name)
-    if calib_dir is None and config.method in NEEDS_DATA:
-        raise ColakitError(f"{config.method} needs calibration data", "pass --calib DIR (a CalibrationSet)")
+    if calib_dir is None and config.method.needs_data:
+        raise ColakitError(f"{config.method.name} needs calibration data", "pass --calib DIR (a CalibrationSet)")
     cs = load_calibration(calib_dir, tokenizer, model_name) if calib_dir is not None else None
     calibration = ({"path": str(Path(calib_dir).resolve()), "content_hash": cs.content_hash, "manifest": cs.manifest}
                    if cs is not None else {})
     meta = {"colakit_version": __version__, "model": str(model_name), "backend": backend,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if backend == "llmcompressor":
-        from colakit.compress.llmcompressor_backend import compress_with_llmcompressor
-
         return compress_with_llmcompressor(model_name, cs, out_dir, config, device, dtype,
                                            meta | {"calibration": calibration})
     model = load_model(model_name, device=device, dtype=dtype)

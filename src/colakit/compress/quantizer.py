@@ -11,6 +11,10 @@ For ``bits`` b the integer grid is ``0 .. 2^b - 1``.
 quantization (SparseGPT joint quantization relies on this), and an all-zero group gets a unit
 range instead of a zero scale. ``dequant(w) = scale * (clamp(round(w / scale) + zero, 0, maxq) - zero)``
 has at most ``2^b`` distinct values per group.
+
+The column-by-column solvers (GPTQ, SparseGPT's joint quantization) fix a group's grid when they
+first visit one of its columns (``GroupParams``), from the group's current, already
+error-corrected weights (``current_columns``).
 """
 
 from __future__ import annotations
@@ -59,3 +63,28 @@ def quantize_groups(w: torch.Tensor, bits: int, group_size: int, sym: bool) -> t
     g = _grouped(w.float(), group_size)
     scale, zero = find_params(g, bits, sym)
     return quantize(g, scale, zero, bits).reshape(w.shape)
+
+
+class GroupParams:
+    """Lazily computed scale/zero per quantization group, from the weights current at first visit."""
+
+    def __init__(self, columns: int, group_size: int, bits: int, sym: bool):
+        self.gs = columns if group_size == -1 else group_size
+        self.bits, self.sym = bits, sym
+        self.params: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def group_of(self, column: int) -> int:
+        return column // self.gs
+
+    def get(self, group: int, current_values) -> tuple[torch.Tensor, torch.Tensor]:
+        if group not in self.params:
+            self.params[group] = find_params(current_values(), self.bits, self.sym)
+        return self.params[group]
+
+
+def current_columns(w: torch.Tensor, w_block: torch.Tensor, i1: int, i2: int, positions: torch.Tensor):
+    """Current values of ``positions`` (working order): the block copy inside [i1, i2), else ``w``."""
+    vals = w[:, positions].clone()
+    inside = (positions >= i1) & (positions < i2)
+    vals[:, inside] = w_block[:, positions[inside] - i1]
+    return vals

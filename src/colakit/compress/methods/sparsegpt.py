@@ -16,14 +16,17 @@ weights rounded to the group grid, which contains 0), and the error
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from colakit.compress import hessian
-from colakit.compress.gptq import GroupParams, current_columns
-from colakit.compress.quantizer import quantize
+from colakit.compress.methods.base import RecipeStep, register_method
+from colakit.compress.methods.params import LLMCOMPRESSOR_PRUNING, HessianSolve, Pruning, Quantization
+from colakit.compress.quantizer import GroupParams, current_columns, quantize
 
 
-def _smallest_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
+def smallest_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
     """Boolean mask of the ``count`` smallest entries of ``scores`` (flattened), ties broken by index."""
     mask = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
     if count > 0:
@@ -31,7 +34,7 @@ def _smallest_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
     return mask.reshape(scores.shape)
 
 
-class SparseGPT(hessian.HessianStats):
+class SparseGPTSolver(hessian.HessianStats):
     """Accumulate the Hessian with ``add_batch``; ``solve`` returns the pruned (optionally quantized) weight."""
 
     def solve(self, w: torch.Tensor, sparsity: float, nm: tuple[int, int] | None = None, bits: int | None = None,
@@ -51,7 +54,7 @@ class SparseGPT(hessian.HessianStats):
             hinv1 = hinv[i1:i2, i1:i2]
             saliency = w1**2 / torch.diag(hinv1).unsqueeze(0) ** 2
             mask1 = (torch.zeros_like(w1, dtype=torch.bool) if nm
-                     else _smallest_mask(saliency, round(rows * i2 * sparsity) - round(rows * i1 * sparsity)))
+                     else smallest_mask(saliency, round(rows * i2 * sparsity) - round(rows * i1 * sparsity)))
             for i in range(i2 - i1):
                 if nm and i % nm[1] == 0:
                     s = w1[:, i:i + nm[1]] ** 2 / torch.diag(hinv1)[i:i + nm[1]].unsqueeze(0) ** 2
@@ -78,3 +81,25 @@ def _masked(values: torch.Tensor, members: torch.Tensor, mask1: torch.Tensor, i1
     inside = (members >= i1) & (members < i2)
     values[:, inside] = values[:, inside].masked_fill(mask1[:, members[inside] - i1], 0)
     return values
+
+
+@register_method
+@dataclass
+class SparseGPT(HessianSolve, Quantization, Pruning):
+    """Prune with OBS updates; with ``bits``, quantize the kept weights jointly."""
+
+    name = "sparsegpt"
+
+    def make_stats(self, columns: int, device: torch.device) -> SparseGPTSolver:
+        return SparseGPTSolver(columns, device)
+
+    def solve(self, stats: SparseGPTSolver, w: torch.Tensor, what: str) -> tuple[torch.Tensor, dict]:
+        return stats.solve(w, self.sparsity, self.nm, self.bits, self.group_size, self.sym, self.damp,
+                           self.block_size, what)
+
+    def llmcompressor_recipe(self) -> list[RecipeStep]:
+        # joint quantization has no llm-compressor equivalent: the kept weights are rounded afterwards
+        return [RecipeStep(LLMCOMPRESSOR_PRUNING, "SparseGPTModifier", {
+            "sparsity": self.target_sparsity, "mask_structure": self.mask_structure,
+            "block_size": self.block_size, "dampening_frac": self.damp, "targets": ["Linear"]}),
+            *self.llmcompressor_rounding()]

@@ -15,38 +15,17 @@ column is visited, from the current (already error-corrected) weights of that gr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from colakit.compress import hessian
-from colakit.compress.quantizer import find_params, quantize
+from colakit.compress.methods.base import RecipeStep, register_method
+from colakit.compress.methods.params import LLMCOMPRESSOR_QUANTIZATION, HessianSolve, Quantization
+from colakit.compress.quantizer import GroupParams, current_columns, quantize
 
 
-class GroupParams:
-    """Lazily computed scale/zero per quantization group, from the weights current at first visit."""
-
-    def __init__(self, columns: int, group_size: int, bits: int, sym: bool):
-        self.gs = columns if group_size == -1 else group_size
-        self.bits, self.sym = bits, sym
-        self.params: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def group_of(self, column: int) -> int:
-        return column // self.gs
-
-    def get(self, group: int, current_values) -> tuple[torch.Tensor, torch.Tensor]:
-        if group not in self.params:
-            self.params[group] = find_params(current_values(), self.bits, self.sym)
-        return self.params[group]
-
-
-def current_columns(w: torch.Tensor, w_block: torch.Tensor, i1: int, i2: int, positions: torch.Tensor):
-    """Current values of ``positions`` (working order): the block copy inside [i1, i2), else ``w``."""
-    vals = w[:, positions].clone()
-    inside = (positions >= i1) & (positions < i2)
-    vals[:, inside] = w_block[:, positions[inside] - i1]
-    return vals
-
-
-class GPTQ(hessian.HessianStats):
+class GPTQSolver(hessian.HessianStats):
     """Accumulate the Hessian with ``add_batch``; ``solve`` returns the quantized weight."""
 
     def solve(self, w: torch.Tensor, bits: int, group_size: int, sym: bool, act_order: bool = False,
@@ -76,3 +55,24 @@ class GPTQ(hessian.HessianStats):
                 err1[:, i] = e
             w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
         return q_all[:, inv_perm], {"damp": used_damp}
+
+
+@register_method
+@dataclass
+class GPTQ(HessianSolve, Quantization):
+    """Quantize with error feedback; ``act_order`` visits columns by decreasing activation."""
+
+    name = "gptq"
+    act_order: bool = False
+
+    def make_stats(self, columns: int, device: torch.device) -> GPTQSolver:
+        return GPTQSolver(columns, device)
+
+    def solve(self, stats: GPTQSolver, w: torch.Tensor, what: str) -> tuple[torch.Tensor, dict]:
+        return stats.solve(w, self.bits, self.group_size, self.sym, self.act_order, self.damp, self.block_size, what)
+
+    def llmcompressor_recipe(self) -> list[RecipeStep]:
+        # actorder "weight" keeps the groups contiguous, like act_order here
+        return [RecipeStep(LLMCOMPRESSOR_QUANTIZATION, "GPTQModifier", {
+            "block_size": self.block_size, "dampening_frac": self.damp,
+            "actorder": "weight" if self.act_order else None, "config_groups": self.llmcompressor_groups()})]

@@ -30,7 +30,10 @@ import torch
 from torch import nn
 
 from colakit.compress import runtime
+from colakit.compress.methods.base import RecipeStep, register_method
+from colakit.compress.methods.params import Quantization, require_positive
 from colakit.compress.quantizer import find_params, quantize, quantize_groups
+from colakit.errors import ColakitError
 from colakit.model.layers import block_linears, block_spec, in_features, set_weight_matrix, weight_matrix
 
 CLIP_GRID = 20
@@ -138,22 +141,22 @@ def search_batches(batches: list[runtime.Batch], tokens: int | None) -> int:
     return len(batches)
 
 
-def _search_scale(block, group: ScaleGroup, cap: _Captured, batches, config) -> tuple[torch.Tensor, float]:
+def _search_scale(block, group: ScaleGroup, cap: _Captured, batches, awq: AWQ) -> tuple[torch.Tensor, float]:
     lins = [block.get_submodule(n) for n in group.linears]
     xs = cap.inputs[group.linears[0]]
     count = sum(b.tokens for b in batches)
     x_mean = sum(runtime.rows(x, b.mask).abs().float().sum(0) for x, b in zip(xs, batches)) / count
     originals = [weight_matrix(lin).detach().float().clone() for lin in lins]
-    batches = batches[:search_batches(batches, config.awq_search_tokens)]
+    batches = batches[:search_batches(batches, awq.awq_search_tokens)]
     reference = [_score_outputs(block, group, cap, i) for i in range(len(batches))]
     best = (float("inf"), None, 0.0)
     try:
-        for step in range(config.awq_grid):
-            alpha = step / config.awq_grid
+        for step in range(awq.awq_grid):
+            alpha = step / awq.awq_grid
             s = x_mean.pow(alpha).clamp(min=1e-4)
             s = s / (s.max() * s.min()).sqrt()
             for lin, w0 in zip(lins, originals):
-                set_weight_matrix(lin, quantize_groups(w0 * s, config.bits, config.group_size, config.sym) / s)
+                set_weight_matrix(lin, quantize_groups(w0 * s, awq.bits, awq.group_size, awq.sym) / s)
             loss = sum(runtime.masked_sq_error(_score_outputs(block, group, cap, i), reference[i], b.mask)[0]
                        for i, b in enumerate(batches))
             if loss < best[0]:
@@ -206,15 +209,15 @@ def _can_fold(block, group: ScaleGroup) -> bool:
         block.get_submodule(group.linears[0]))
 
 
-def _clip(lin: nn.Module, x: torch.Tensor, config) -> None:
+def _clip(lin: nn.Module, x: torch.Tensor, awq: AWQ) -> None:
     """Shrink each (row, group) range to the clip that best preserves the group's partial outputs."""
     w = weight_matrix(lin).detach().float().clone()
     rows, cols = w.shape
-    gs = cols if config.group_size == -1 else config.group_size
+    gs = cols if awq.group_size == -1 else awq.group_size
     groups = cols // gs
     xg = x.reshape(-1, groups, gs).permute(1, 0, 2)  # [groups, tokens, gs]
     chunk = max(1, _CLIP_ELEMENTS // (x.shape[0] * groups))
-    steps = max(1, int(config.awq_max_shrink * CLIP_GRID))
+    steps = max(1, int(awq.awq_max_shrink * CLIP_GRID))
     for r0 in range(0, rows, chunk):
         wg = w[r0:r0 + chunk].reshape(-1, groups, gs)  # [r, groups, gs]
         ref = torch.einsum("gtk,rgk->gtr", xg, wg)
@@ -224,8 +227,8 @@ def _clip(lin: nn.Module, x: torch.Tensor, config) -> None:
         for i in range(steps):
             limit = top * (1 - i / CLIP_GRID)
             cur = torch.clamp(wg, -limit, limit)
-            scale, zero = find_params(cur, config.bits, config.sym)
-            out = torch.einsum("gtk,rgk->gtr", xg, quantize(cur, scale, zero, config.bits))
+            scale, zero = find_params(cur, awq.bits, awq.sym)
+            out = torch.einsum("gtk,rgk->gtr", xg, quantize(cur, scale, zero, awq.bits))
             err = (out - ref).pow(2).mean(dim=1).t().unsqueeze(-1)  # [r, groups, 1]
             better = err < best_err
             best_err = torch.where(better, err, best_err)
@@ -234,39 +237,64 @@ def _clip(lin: nn.Module, x: torch.Tensor, config) -> None:
     set_weight_matrix(lin, w)
 
 
-def awq_block(block: nn.Module, index: int, batches: list[runtime.Batch], config, notes: list[str]):
-    """Scale, clip and quantize the linears of one block; return per-linear errors and dense outputs."""
-    groups = scale_groups(block, index, notes)
-    cap = _Captured(block, groups)
-    try:
-        dense_out = [runtime.run_block(block, index, b) for b in batches]
-    finally:
-        cap.remove()
-    tol = 1e-3 if next(block.parameters()).dtype == torch.float32 else 3e-2
-    for group in groups:
-        if not _can_fold(block, group):
-            notes.append(f"block {index} {group.label}: {group.prev} has no per-channel weight; no AWQ scale")
-            continue
-        s, alpha = _search_scale(block, group, cap, batches, config)
-        saved = {k: v.detach().clone() for k, v in block.state_dict().items()}
-        _fold(block, group, s)
-        err, ref = runtime.masked_sq_error(runtime.run_block(block, index, batches[0]), dense_out[0], batches[0].mask)
-        if ref > 0 and err / ref > tol:
-            block.load_state_dict(saved)
-            notes.append(f"block {index} {group.label}: folding into {group.prev} changed the block output "
-                         f"(relative error {err / ref:.2g}); no AWQ scale")
-            continue
-        cap.rescale(group.linears, s)
-    spec = block_spec(block)
-    unclipped = set(spec.attn_in) - {spec.attn_v}  # q/k errors are amplified by the q.k product
-    errors = {}
-    for name, lin in block_linears(block).items():
-        reference = weight_matrix(lin).detach().float().clone()
-        if config.awq_clip and name not in unclipped:
-            _clip(lin, cap.token_rows(name, batches, config.awq_clip_tokens), config)
-        quantized = quantize_groups(weight_matrix(lin).detach(), config.bits, config.group_size, config.sym)
-        set_weight_matrix(lin, quantized)
-        x = cap.token_rows(name, batches, ERROR_TOKENS)
-        y = x @ reference.t()
-        errors[name] = {"rel_error": float(((x @ quantized.t() - y) ** 2).sum() / (y**2).sum().clamp(min=1e-30))}
-    return errors, dense_out
+@register_method
+@dataclass
+class AWQ(Quantization):
+    """Activation-aware scaling, clipping search, then round-to-nearest; block by block."""
+
+    name = "awq"
+    awq_grid: int = 20
+    awq_clip: bool = True
+    awq_max_shrink: float = 0.5
+    awq_clip_tokens: int = 512
+    awq_search_tokens: int | None = 8192  # scale search scores on the first batches holding this many tokens
+
+    def validate(self) -> None:
+        super().validate()
+        require_positive(self, "awq_grid", "awq_clip_tokens", "awq_search_tokens")
+        if not 0 <= self.awq_max_shrink < 1:
+            raise ColakitError(f"awq_max_shrink {self.awq_max_shrink} is outside [0, 1)", "use e.g. 0.5")
+
+    def compress_block(self, block: nn.Module, index: int, batches: list[runtime.Batch],
+                       notes: list[str]) -> tuple[dict, list[torch.Tensor]]:
+        """Scale, clip and quantize the linears of one block; return per-linear errors and dense outputs."""
+        groups = scale_groups(block, index, notes)
+        cap = _Captured(block, groups)
+        try:
+            dense_out = [runtime.run_block(block, index, b) for b in batches]
+        finally:
+            cap.remove()
+        tol = 1e-3 if next(block.parameters()).dtype == torch.float32 else 3e-2
+        for group in groups:
+            if not _can_fold(block, group):
+                notes.append(f"block {index} {group.label}: {group.prev} has no per-channel weight; no AWQ scale")
+                continue
+            s, alpha = _search_scale(block, group, cap, batches, self)
+            saved = {k: v.detach().clone() for k, v in block.state_dict().items()}
+            _fold(block, group, s)
+            err, ref = runtime.masked_sq_error(runtime.run_block(block, index, batches[0]), dense_out[0], batches[0].mask)
+            if ref > 0 and err / ref > tol:
+                block.load_state_dict(saved)
+                notes.append(f"block {index} {group.label}: folding into {group.prev} changed the block output "
+                             f"(relative error {err / ref:.2g}); no AWQ scale")
+                continue
+            cap.rescale(group.linears, s)
+        spec = block_spec(block)
+        unclipped = set(spec.attn_in) - {spec.attn_v}  # q/k errors are amplified by the q.k product
+        errors = {}
+        for name, lin in block_linears(block).items():
+            reference = weight_matrix(lin).detach().float().clone()
+            if self.awq_clip and name not in unclipped:
+                _clip(lin, cap.token_rows(name, batches, self.awq_clip_tokens), self)
+            quantized = quantize_groups(weight_matrix(lin).detach(), self.bits, self.group_size, self.sym)
+            set_weight_matrix(lin, quantized)
+            x = cap.token_rows(name, batches, ERROR_TOKENS)
+            y = x @ reference.t()
+            errors[name] = {"rel_error": float(((x @ quantized.t() - y) ** 2).sum() / (y**2).sum().clamp(min=1e-30))}
+        return errors, dense_out
+
+    def llmcompressor_recipe(self) -> list[RecipeStep]:
+        if not torch.cuda.is_available():
+            raise ColakitError("llm-compressor's AWQ needs an accelerator (it pins memory), and none is available",
+                               "use --backend builtin, which runs AWQ on CPU")
+        return [RecipeStep("llmcompressor.modifiers.awq", "AWQModifier", {"config_groups": self.llmcompressor_groups()})]

@@ -7,7 +7,12 @@ scores (unstructured), or the M-N lowest of every M consecutive inputs (N:M). No
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from colakit.compress.methods.base import RecipeStep, register_method
+from colakit.compress.methods.params import LLMCOMPRESSOR_PRUNING, Pruning, Quantization
 
 
 def prune_mask_rows(scores: torch.Tensor, sparsity: float, nm: tuple[int, int] | None) -> torch.Tensor:
@@ -25,7 +30,7 @@ def prune_mask_rows(scores: torch.Tensor, sparsity: float, nm: tuple[int, int] |
     return mask
 
 
-class Wanda:
+class WandaSolver:
     """Accumulate squared input norms per feature with ``add_batch``; ``solve`` returns the pruned weight."""
 
     def __init__(self, columns: int, device: torch.device):
@@ -41,3 +46,23 @@ class Wanda:
         w = w.float()
         scores = w.abs() * self.sq_norm.sqrt().unsqueeze(0)
         return w.masked_fill(prune_mask_rows(scores, sparsity, nm), 0), {}
+
+
+@register_method
+@dataclass
+class Wanda(Quantization, Pruning):
+    """Prune by ``|w| * ||x||``; with ``bits``, round the kept weights to nearest afterwards."""
+
+    name = "wanda"
+
+    def make_stats(self, columns: int, device: torch.device) -> WandaSolver:
+        return WandaSolver(columns, device)
+
+    def solve(self, stats: WandaSolver, w: torch.Tensor, what: str) -> tuple[torch.Tensor, dict]:
+        new, info = stats.solve(w, self.sparsity, self.nm)
+        return self.round_to_grid(new), info
+
+    def llmcompressor_recipe(self) -> list[RecipeStep]:
+        return [RecipeStep(LLMCOMPRESSOR_PRUNING, "WandaPruningModifier", {
+            "sparsity": self.target_sparsity, "mask_structure": self.mask_structure, "targets": ["Linear"]}),
+            *self.llmcompressor_rounding()]
