@@ -126,7 +126,7 @@ def test_evaluate_resumes_from_task_checkpoints(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("recomputed a finished task")
 
-    monkeypatch.setitem(runner._SCORERS, "multiple_choice", boom)
+    monkeypatch.setitem(runner._ENGINES, "multiple_choice", boom)
     again = evaluate(model, tok, "copa", items_override={"copa": COPA}, out=tmp_path / "r.json")
     assert again["tasks"] == first["tasks"]
     with pytest.raises(AssertionError):  # another seed subset is new work

@@ -12,20 +12,20 @@ pytestmark = pytest.mark.integration
 def test_every_humaneval_canonical_solution_passes_the_sandbox():
     from colakit.data.evalsets import load_items
     from colakit.evaluate.sandbox import run_programs
-    from colakit.evaluate.tasks import canonical_completion, code_program
+    from colakit.evaluate.tasks import get_task
 
-    items = load_items("humaneval")
-    runs = run_programs([code_program("humaneval", d, canonical_completion("humaneval", d)) for d in items])
+    task, items = get_task("humaneval"), load_items("humaneval")
+    runs = run_programs([task.program(d, task.canonical(d)) for d in items])
     assert sum(r.passed for r in runs) == 164
 
 
 def test_mbpp_canonical_solutions_pass_except_the_known_one():
     from colakit.data.evalsets import load_items
     from colakit.evaluate.sandbox import run_programs
-    from colakit.evaluate.tasks import canonical_completion, code_program
+    from colakit.evaluate.tasks import get_task
 
-    items = load_items("mbpp")
-    runs = run_programs([code_program("mbpp", d, canonical_completion("mbpp", d)) for d in items])
+    task, items = get_task("mbpp"), load_items("mbpp")
+    runs = run_programs([task.program(d, task.canonical(d)) for d in items])
     assert sum(r.passed for r in runs) >= 499
 
 

@@ -17,7 +17,7 @@ from colakit.evaluate.power import (
 from colakit.evaluate.stats import (
     adjust_pvalues, jackknife_stderr, mcnemar, mcnemar_mid_p, paired_bootstrap_stat,
 )
-from colakit.evaluate.tasks import SUITES
+from colakit.evaluate.suites import SUITES
 
 # --------------------------------------------------------------------------- p-values
 

@@ -8,7 +8,8 @@ Public API::
     retention = compare(compressed_results, dense_results)        # vs dense, both metric kinds, flags
     pair = compare_models(results_a, results_b, dense_results)    # two compressed models, paired tests
 
-Tasks and suites live in ``colakit.evaluate.tasks`` (``REGISTRY``, ``SUITES``); the scoring
+Tasks live in ``colakit.evaluate.tasks`` (one class each; ``register_task`` adds one, ``REGISTRY``
+lists them), suites in ``colakit.evaluate.suites`` (``SUITES``, ``resolve_tasks``); the scoring
 engines are ``loglik.score_requests``, ``generate.generate``, ``perplexity.perplexity`` and
 ``sandbox.run_program``.
 """
@@ -17,18 +18,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from colakit.evaluate.results import read_results, write_results
+from colakit.capabilities import CAPABILITIES
 from colakit.evaluate.comparison import chance_flag, compare_models, paired_rows, retention_rows
-from colakit.evaluate.runner import EvalConfig, capabilities, compare, evaluate, model_hash, select_items
-from colakit.evaluate.tasks import CAPABILITIES, REGISTRY, SUITES, get_task, resolve_tasks
+from colakit.evaluate.config import EvalConfig
+from colakit.evaluate.results import read_results, write_results
+from colakit.evaluate.runner import capabilities, compare, evaluate, model_hash, select_items
+from colakit.evaluate.suites import SUITES, resolve_tasks
+from colakit.evaluate.tasks import REGISTRY, get_task, register_task
+from colakit.model.load import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
 
 
 def evaluate_model(name: str | Path | None, tasks: str | list[str] = "quick", *, limit: int | None = None,
                    seed: int = 0, device: str = "auto", dtype: str = "auto", out: str | Path | None = None,
                    allow_overlap: bool = False, config: EvalConfig | None = None, on_task=None) -> dict:
     """Load a model (built-in id, directory or hub id) and ``evaluate`` it."""
-    from colakit.model.load import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
-
     name = str(name or DEFAULT_MODEL)
     resolve_tasks(tasks, limit)  # bad task names or limits fail before the model loads
     where = resolve_model(name)
@@ -41,4 +44,5 @@ def evaluate_model(name: str | Path | None, tasks: str | list[str] = "quick", *,
 
 __all__ = ["evaluate", "evaluate_model", "compare", "compare_models", "retention_rows", "paired_rows", "chance_flag",
            "EvalConfig", "capabilities", "model_hash", "select_items",
-           "read_results", "write_results", "REGISTRY", "SUITES", "CAPABILITIES", "get_task", "resolve_tasks"]
+           "read_results", "write_results", "REGISTRY", "SUITES", "CAPABILITIES", "get_task", "register_task",
+           "resolve_tasks"]

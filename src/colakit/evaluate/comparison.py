@@ -31,11 +31,12 @@ from collections import Counter
 
 import numpy as np
 
+from colakit.capabilities import CAPABILITIES
 from colakit.errors import ColakitError
 from colakit.evaluate.stats import (
     adjust_pvalues, mcnemar, paired_bootstrap, paired_bootstrap_stat, ratio_stderr,
 )
-from colakit.evaluate.tasks import CAPABILITIES, LOWER_IS_BETTER
+from colakit.evaluate.tasks import LOWER_IS_BETTER
 
 LN2 = math.log(2)
 KINDS = ("accuracy", "likelihood", "perplexity")

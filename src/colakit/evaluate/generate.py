@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from colakit.errors import ColakitError
+from colakit.model.load import max_context
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def _generate_batch(model, tokenizer, prompts: list[str], stop, max_new_tokens: 
     with _left_padding(tokenizer):
         enc = tokenizer(prompts, return_tensors="pt", padding=True)
     ids, mask = enc["input_ids"][:, -max_prompt:], enc["attention_mask"][:, -max_prompt:]
+    # imported here: transformers takes seconds to import and only generation needs it
     from transformers import StoppingCriteriaList
 
     eos = sorted(_eos_ids(model, tokenizer))
@@ -107,8 +109,6 @@ def generate(model, tokenizer, prompts: list[str], *, stop: tuple[str, ...] | li
     their beginning, as in lm-eval."""
     if max_new_tokens <= 0:
         raise ColakitError(f"max_new_tokens must be positive, got {max_new_tokens}", "use e.g. 256")
-    from colakit.model.load import max_context
-
     max_length = max_length or max_context(model) or 2048
     max_prompt = max_length - max_new_tokens
     if max_prompt <= 0:

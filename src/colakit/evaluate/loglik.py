@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from colakit.errors import ColakitError
+from colakit.model.load import max_context
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,6 @@ def _score_batch(model, batch: list[_Group], pad_id: int, out: list[Score | None
 
 
 def model_max_length(model, tokenizer=None, default: int = 2048) -> int:
-    from colakit.model.load import max_context
-
     return max_context(model) or default
 
 

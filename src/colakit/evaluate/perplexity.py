@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from colakit.errors import ColakitError
 from colakit.evaluate.loglik import prefix_token_id
+from colakit.model.load import max_context
 
 
 def rolling_windows(tokens: list[int], prefix: int, seq_len: int) -> list[tuple[list[int], int]]:
@@ -65,8 +66,6 @@ def _score_windows(model, chunk: list[tuple[int, list[int], int]], pad_id: int) 
 def document_nll(model, tokenizer, texts: list[str], *, seq_len: int = 1024, logit_budget_mb: int = 1024,
                  progress=None) -> tuple[list[float], list[int]]:
     """Total NLL (nats) and token count of each text, every token predicted once."""
-    from colakit.model.load import max_context
-
     limit = max_context(model)
     if limit is not None and seq_len > limit:
         raise ColakitError(f"seq_len {seq_len} is longer than the model's context ({limit})",

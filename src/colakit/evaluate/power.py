@@ -61,11 +61,21 @@ runs/power/dense.json runs/power/cola.json runs/power/random-c4.json runs/power/
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import NormalDist
 
+import numpy as np
+
 from colakit.errors import ColakitError
+from colakit.evaluate.comparison import (
+    kind_higher_is_better, kind_metric, kind_value, paired_columns, retention_of, task_kinds,
+)
+from colakit.evaluate.stats import jackknife_stderr
+from colakit.evaluate.tasks import get_task
 
 
 def _z(alpha: float, power: float) -> float:
@@ -108,11 +118,6 @@ class TaskEstimate:
 
 def per_item_sd(a: dict, b: dict, dense: dict, kind: str) -> float:
     """sqrt(n) x jackknife standard error of retention(a) - retention(b) for one task's results."""
-    import numpy as np
-
-    from colakit.evaluate.comparison import kind_higher_is_better, kind_metric, kind_value, paired_columns, retention_of
-    from colakit.evaluate.stats import jackknife_stderr
-
     metric, hib = kind_metric(a, kind), kind_higher_is_better(kind)
     cols = paired_columns(kind, {"a": a, "b": b, "d": dense})
 
@@ -126,8 +131,6 @@ def per_item_sd(a: dict, b: dict, dense: dict, kind: str) -> float:
 
 def seconds_per_item(runs: list[dict]) -> dict[str, float]:
     """Median wall_time_s / n per task over results that timed it (``wall_time_s`` not None)."""
-    import numpy as np
-
     seen: dict[str, list[float]] = {}
     for run in runs:
         for name, t in run["tasks"].items():
@@ -141,10 +144,6 @@ def estimate(runs: list[tuple[dict, dict, dict]], available: dict[str, int],
     """``TaskEstimate`` per task from (a, b, dense) result triples on the same items; a task in
     several triples takes the one with the most items. Costs come from ``timings`` (seconds per
     item, e.g. ``seconds_per_item`` of runs made under one condition) or else the triple."""
-    import numpy as np
-
-    from colakit.evaluate.comparison import task_kinds
-
     best: dict[str, tuple[dict, dict, dict]] = {}
     for a, b, d in runs:
         for name in a["tasks"].keys() & b["tasks"].keys() & d["tasks"].keys():
@@ -252,9 +251,6 @@ def _load_role(folder, role: str) -> dict:
     """``role.json`` merged with ``role-gen.json`` beside it. Runs with a capped --max-new-tokens
     (generation tasks scored for gold bits per byte only) lose their timings: they are not
     what the task costs."""
-    import json
-    from pathlib import Path
-
     merged: dict = {"tasks": {}}
     for path in [p for p in (Path(folder) / f"{role}.json", Path(folder) / f"{role}-gen.json") if p.exists()]:
         run = json.loads(path.read_text())
@@ -271,8 +267,6 @@ _ROLES = {"demo": ("gptq-cola", "gptq-random-c4", "dense")}  # folder name -> (a
 def timing_scale(timings: dict[str, float], anchor: dict[str, float]) -> float:
     """Median ratio anchor / timings over the tasks both timed: puts costs measured under one
     condition (one thread on a shared machine) on the scale of another (the demo's runs)."""
-    import numpy as np
-
     shared = sorted(timings.keys() & anchor.keys())
     if not shared:
         raise ColakitError("the anchor runs share no timed task with the timing runs", "time a common task in both")
@@ -284,12 +278,6 @@ def _main(argv: list[str]) -> None:
 
     Each folder holds a, b and dense results on the same items. Costs come from the --timing
     results (median per task), rescaled by ``timing_scale`` to the --anchor results when given."""
-    import json
-    from pathlib import Path
-
-    from colakit.evaluate.runner import _heldout_texts, _load_task_items
-    from colakit.evaluate.tasks import get_task
-
     groups: dict[str, list[str]] = {"": []}
     key = ""
     for arg in argv:
@@ -314,13 +302,10 @@ def _main(argv: list[str]) -> None:
         triples.append(tuple(_load_role(folder, r) for r in roles))
     available = {}
     for name in set().union(*(t[0]["tasks"] for t in triples)):
-        task = get_task(name)
-        available[name] = len(_heldout_texts(task.source) if task.kind == "perplexity" else _load_task_items(task))
+        available[name] = len(get_task(name).load_items())
     for name, e in estimate(triples, available, timings).items():
         print(f"    {name!r}: {e!r},")
 
 
 if __name__ == "__main__":
-    import sys
-
     _main(sys.argv[1:])

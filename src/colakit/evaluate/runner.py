@@ -1,54 +1,43 @@
 """One call evaluates a model on a suite: per-task scoring, per-item records, chance flags, capabilities.
 
-Comparisons (retention against dense, paired tests between two compressed models) live in
-``colakit.evaluate.comparison`` and are re-exported here."""
+The runner knows no task by name: for each task it selects items, asks the task for requests
+(``colakit.evaluate.tasks``), runs the engine of the task's kind (log-likelihood, generation,
+perplexity), asks the task to score the outputs, and checkpoints. Comparisons (retention against
+dense, paired tests between two compressed models) live in ``colakit.evaluate.comparison`` and
+are re-exported here."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import math
 import time
 import zlib
-from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from colakit import __version__
+from colakit.calibset import CalibrationSet
+from colakit.capabilities import CAPABILITIES
+from colakit.data.overlap import assert_no_overlap
 from colakit.errors import ColakitError
 from colakit.evaluate import results as res
 from colakit.evaluate.comparison import (  # noqa: F401  (compare and friends are part of this module's API)
     chance_flag, compare, compare_models, paired_rows, primary_value, retention_rows,
 )
+from colakit.evaluate.config import EvalConfig
 from colakit.evaluate.generate import generate
 from colakit.evaluate.loglik import Request, score_requests
-from colakit.evaluate.sandbox import SandboxLimits, run_programs
-from colakit.evaluate.stats import mean_stderr
-from colakit.evaluate.tasks import (
-    CAPABILITIES, LOWER_IS_BETTER, Task, code_program, get_task, gsm8k_correct, gsm8k_extract, gsm8k_messages,
-    math_extract, math_normalise, resolve_tasks,
-)
+from colakit.evaluate.perplexity import perplexity
+from colakit.evaluate.suites import resolve_tasks
+from colakit.evaluate.tasks import Task, get_task
+from colakit.model.load import tokenizer_hash
 
 log = logging.getLogger(__name__)
-LN2 = math.log(2)
-
-
-@dataclass
-class EvalConfig:
-    """Everything besides model and tasks that decides the numbers (recorded in results.json)."""
-
-    seed: int = 0
-    token_budget: int = 2048  # padded tokens per log-likelihood forward (bounds the logits' memory)
-    gen_batch_size: int = 8
-    max_new_tokens: int | None = None  # None: each task's own cap
-    chat: bool = False  # GSM8K through the tokenizer's chat template
-    ppl_seq_len: int = 1024
-    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
-    sandbox_workers: int = 2
 
 
 # --------------------------------------------------------------------------- item selection
@@ -63,125 +52,34 @@ def select_items(items: list[dict], limit: int | None, seed: int, task: str) -> 
     return [items[i] for i in keep]
 
 
-def _load_task_items(task: Task) -> list[dict]:
-    from colakit.data.evalsets import load_items
-
-    return load_items(task.data_task or task.name)
+# --------------------------------------------------------------------------- engines, one per task kind
 
 
-def _heldout_texts(source: str) -> list[dict]:
-    from colakit.data.sources import get_source
-
-    return [{"id": d.doc_id, "text": d.text} for d in get_source(source).documents(split="heldout")]
-
-
-# --------------------------------------------------------------------------- per-kind scoring
-
-
-def _bpb(logprob: float, text: str) -> float:
-    n = len(text.encode("utf-8"))
-    return -logprob / LN2 / n if n else float("nan")
+def _loglik(model, tokenizer, task: Task, requests: list, cfg: EvalConfig) -> list[list]:
+    """Each multiple-choice item's scores, one per choice, from one batched pass over all of them."""
+    flat, spans = [], []
+    for mc in requests:
+        spans.append((len(flat), len(mc.continuations)))
+        flat += [Request(c, k) for c, k in zip(mc.contexts, mc.continuations)]
+    scores = score_requests(model, tokenizer, flat, token_budget=cfg.token_budget)
+    return [scores[start : start + n] for start, n in spans]
 
 
-def _accuracy_metrics(per_item: list[dict], keys: tuple[str, ...]) -> dict:
-    out = {}
-    for key in keys:
-        values = [float(r[key]) for r in per_item if key in r]
-        if values:
-            out[key] = float(np.mean(values))
-            out[f"{key}_stderr"] = mean_stderr(values)
-    return out
-
-
-def _score_multiple_choice(model, tokenizer, task: Task, items: list[dict], cfg: EvalConfig) -> tuple[dict, list]:
-    rendered = [task.render(d) for d in items]
-    requests, spans = [], []
-    for mc in rendered:
-        spans.append((len(requests), len(mc.continuations)))
-        requests += [Request(c, k) for c, k in zip(mc.contexts, mc.continuations)]
-    scores = score_requests(model, tokenizer, requests, token_budget=cfg.token_budget)
-    records = []
-    for d, mc, (start, n) in zip(items, rendered, spans):
-        lls = np.array([s.logprob for s in scores[start : start + n]])
-        chars = np.array([len(c) for c in mc.choices], dtype=float)
-        nbytes = np.array([len(c.encode("utf-8")) for c in mc.choices], dtype=float)
-        pred, pred_norm, pred_bytes = int(lls.argmax()), int((lls / chars).argmax()), int((lls / nbytes).argmax())
-        gold_lp = float(lls[mc.gold])
-        records.append({
-            "id": d["id"], "gold": mc.gold, "pred": pred, "pred_norm": pred_norm,
-            "acc": pred == mc.gold, "acc_norm": pred_norm == mc.gold, "acc_bytes": pred_bytes == mc.gold,
-            "gold_logprob": gold_lp, "gold_bpb": _bpb(gold_lp, mc.continuations[mc.gold]),
-            "logprobs": [round(float(x), 5) for x in lls],
-            **({"subject": d["subject"]} if "subject" in d else {}),
-        })
-    metrics = _accuracy_metrics(records, ("acc", "acc_norm", "acc_bytes"))
-    if task.name == "mmlu":
-        metrics.update(_mmlu_subjects(records))
-    return metrics, records
-
-
-def _mmlu_subjects(records: list[dict]) -> dict:
-    by_subject: dict[str, list[float]] = defaultdict(list)
-    for r in records:
-        by_subject[r["subject"]].append(float(r["acc"]))
-    per = {s: {"acc": float(np.mean(v)), "n": len(v)} for s, v in sorted(by_subject.items())}
-    means = [v["acc"] for v in per.values()]
-    # macro stderr: subjects are fixed strata, so combine the per-subject variances
-    var = sum(np.var(v, ddof=1) / len(v) for v in by_subject.values() if len(v) > 1) / len(per) ** 2
-    return {"acc_macro": float(np.mean(means)), "acc_macro_stderr": float(math.sqrt(var)),
-            "subjects": per}
-
-
-def _prompts(task: Task, items: list[dict], tokenizer, cfg: EvalConfig) -> list:
-    rendered = [task.render(d) for d in items]
-    if cfg.chat and task.name == "gsm8k":
-        if not getattr(tokenizer, "chat_template", None):
-            raise ColakitError("--chat was given but the tokenizer has no chat template",
-                               "drop --chat for base models")
-        prompts = [tokenizer.apply_chat_template(gsm8k_messages(d["question"]), add_generation_prompt=True,
-                                                 tokenize=False) for d in items]
-        rendered = [type(g)(p, g.stop, g.gold_text) for g, p in zip(rendered, prompts)]
-    return rendered
-
-
-def _score_generation(model, tokenizer, task: Task, items: list[dict], cfg: EvalConfig) -> tuple[dict, list]:
-    rendered = _prompts(task, items, tokenizer, cfg)
-    max_new = cfg.max_new_tokens or task.max_new_tokens
-    stops = rendered[0].stop if rendered else ()
-    outputs = generate(model, tokenizer, [g.prompt for g in rendered], stop=stops, max_new_tokens=max_new,
-                       batch_size=cfg.gen_batch_size)
-    gold = score_requests(model, tokenizer, [Request(g.prompt, g.gold_text) for g in rendered],
+def _generate(model, tokenizer, task: Task, requests: list, cfg: EvalConfig) -> list[tuple]:
+    """Each item's (greedy completion, score of its gold continuation)."""
+    stops = requests[0].stop if requests else ()
+    outputs = generate(model, tokenizer, [g.prompt for g in requests], stop=stops,
+                       max_new_tokens=cfg.max_new_tokens or task.max_new_tokens, batch_size=cfg.gen_batch_size)
+    gold = score_requests(model, tokenizer, [Request(g.prompt, g.gold_text) for g in requests],
                           token_budget=cfg.token_budget)
-    records = []
-    for d, g, out, s in zip(items, rendered, outputs, gold):
-        records.append({"id": d["id"], "prediction": out.text, "finish": out.finish, "new_tokens": out.n_tokens,
-                        "gold_logprob": s.logprob, "gold_bpb": _bpb(s.logprob, g.gold_text)})
-    if task.name == "gsm8k":
-        for d, r in zip(items, records):
-            extracted = gsm8k_extract(r["prediction"])
-            ok = gsm8k_correct(d, extracted)
-            r.update(answer=extracted, exact_match_strict=ok["strict"], exact_match_flexible=ok["flexible"])
-            r["correct"] = r["exact_match_strict"]
-        return _accuracy_metrics(records, ("exact_match_strict", "exact_match_flexible")), records
-    if task.name == "math":
-        for d, r in zip(items, records):
-            answer = math_extract(r["prediction"])
-            r.update(answer=answer, exact_match=answer is not None and
-                     math_normalise(answer) == math_normalise(str(d["answer"])))
-            r["correct"] = r["exact_match"]
-        return _accuracy_metrics(records, ("exact_match",)), records
-    programs = [code_program(task.name, d, r["prediction"]) for d, r in zip(items, records)]
-    for r, run in zip(records, run_programs(programs, cfg.sandbox, workers=cfg.sandbox_workers)):
-        r.update({"pass@1": run.passed, "correct": run.passed, "status": run.status,
-                  "error": None if run.passed else run.output[-300:]})
-    return _accuracy_metrics(records, ("pass@1",)), records
+    return list(zip(outputs, gold))
 
 
-def _score_perplexity(model, tokenizer, task: Task, docs: list[dict], cfg: EvalConfig) -> tuple[dict, list]:
-    from colakit.evaluate.perplexity import perplexity
+def _perplexity(model, tokenizer, task: Task, requests: list, cfg: EvalConfig) -> dict:
+    return perplexity(model, tokenizer, requests, seq_len=cfg.ppl_seq_len)
 
-    out = perplexity(model, tokenizer, [d["text"] for d in docs], seq_len=cfg.ppl_seq_len)
-    return out["metrics"], [{"id": d["id"], **r} for d, r in zip(docs, out["documents"])]
+
+_ENGINES = {"multiple_choice": _loglik, "generate": _generate, "perplexity": _perplexity}
 
 
 # --------------------------------------------------------------------------- model identity
@@ -215,9 +113,6 @@ def check_calibration_overlap(model_dir: str | Path | None, allow: bool) -> dict
                                "restore it, or pass --allow-overlap to evaluate anyway")
         log.warning(message)
         return {"checked": False, "reason": message}
-    from colakit.calibset import CalibrationSet
-    from colakit.data.overlap import assert_no_overlap
-
     overlap = assert_no_overlap(CalibrationSet.load(calib).texts, allow=allow)
     return {"checked": True, "calibration": calib, **overlap.to_dict()}
 
@@ -225,18 +120,16 @@ def check_calibration_overlap(model_dir: str | Path | None, allow: bool) -> dict
 # --------------------------------------------------------------------------- the evaluation
 
 
-_SCORERS = {"multiple_choice": _score_multiple_choice, "generate": _score_generation,
-            "perplexity": _score_perplexity}
-
-
 def _task_items(task: Task, limit: int | None, seed: int, items_override: dict | None) -> list[dict]:
-    if items_override and task.name in items_override:
-        items = list(items_override[task.name])
-    elif task.kind == "perplexity":
-        items = _heldout_texts(task.source)
-    else:
-        items = _load_task_items(task)
+    items = list(items_override[task.name]) if items_override and task.name in items_override else task.load_items()
     return select_items(items, limit, seed, task.name)
+
+
+def _score(model, tokenizer, task: Task, items: list[dict], cfg: EvalConfig) -> tuple[dict, list[dict]]:
+    """The task's requests for ``items``, through its kind's engine, scored by the task."""
+    requests = [task.build_chat(d, tokenizer) if cfg.chat else task.build(d) for d in items]
+    outputs = _ENGINES[task.kind](model, tokenizer, task, requests, cfg)
+    return task.score(items, requests, outputs, cfg)
 
 
 def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int | None = None, seed: int = 0,
@@ -256,10 +149,8 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
     overlap = check_calibration_overlap(model_dir, allow_overlap)
     started = time.time()
     ident = {"name": model_name, "hash": model_hash(model), "class": type(model).__name__,
-             "dtype": str(next(model.parameters()).dtype), "device": str(next(model.parameters()).device)}
-    from colakit.model.load import tokenizer_hash
-
-    ident["tokenizer_hash"] = tokenizer_hash(tokenizer)
+             "dtype": str(next(model.parameters()).dtype), "device": str(next(model.parameters()).device),
+             "tokenizer_hash": tokenizer_hash(tokenizer)}
     settings = {k: v for k, v in asdict(cfg).items()}
     out_tasks = {}
     for name, task_limit in plan.items():
@@ -272,10 +163,10 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
         result = res.load_part(Path(out) if out else None, name, key)
         if result is None:
             t0 = time.time()
-            metrics, records = _SCORERS[task.kind](model, tokenizer, task, items, cfg)
+            metrics, records = _score(model, tokenizer, task, items, cfg)
             result = {"capability": task.capability, "kind": task.kind, "version": task.version,
                       "reference": task.reference, "primary": task.primary,
-                      "higher_is_better": task.primary not in LOWER_IS_BETTER, "limit": task_limit,
+                      "higher_is_better": task.higher_is_better, "limit": task_limit,
                       "n": len(items), "item_ids": ids, "metrics": metrics, "items": records,
                       "wall_time_s": round(time.time() - t0, 2)}
             res.save_part(Path(out) if out else None, name, key, result)
@@ -287,10 +178,7 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
                "model": ident, "tasks_requested": tasks if isinstance(tasks, str) else ",".join(tasks),
                "limit": limit, "seed": cfg.seed, "settings": settings, "overlap": overlap,
                "tasks": out_tasks, "capabilities": capabilities(out_tasks),
-               "wall_time_s": round(time.time() - started, 2)}
-    from colakit import __version__
-
-    results["colakit_version"] = __version__
+               "wall_time_s": round(time.time() - started, 2), "colakit_version": __version__}
     if out:
         res.write_results(Path(out), results)
     return results

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import binom, binomtest
+
+from colakit.errors import ColakitError
 
 
 def mean_stderr(values) -> float:
@@ -42,8 +45,6 @@ def paired_bootstrap(a, b, *, n_resamples: int = 10_000, seed: int = 0, confiden
 def mcnemar(a, b) -> dict:
     """Exact McNemar test on paired correct/incorrect outcomes (binomial test on discordant pairs),
     with its mid-p version beside it."""
-    from scipy.stats import binomtest
-
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape:
         raise ValueError("mcnemar needs outcomes for the same items in the same order")
@@ -58,8 +59,6 @@ def mcnemar_mid_p(only_a: int, only_b: int) -> float:
     the observed split. Less conservative than the exact test at the same size (Fagerland, Lydersen
     & Laake 2013, "The McNemar test for binary matched-pairs data: mid-p and asymptotic are better
     than exact conditional")."""
-    from scipy.stats import binom
-
     n = only_a + only_b
     if n == 0:
         return 1.0
@@ -74,8 +73,6 @@ def adjust_pvalues(pvalues, method: str = "holm") -> list[float]:
     ``bh``: Benjamini-Hochberg step-up (controls the false discovery rate for independent or
     positively dependent tests). NaN entries pass through and do not count as tests.
     """
-    from colakit.errors import ColakitError
-
     if method not in ("holm", "bh"):
         raise ColakitError(f"unknown p-value adjustment {method!r}", "use 'holm' or 'bh'")
     p = np.asarray(pvalues, dtype=float)
