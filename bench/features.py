@@ -16,6 +16,10 @@ import time
 
 import torch
 
+from colakit.curate.features import pooled_activations
+from colakit.model.layers import find_decoder
+from colakit.model.load import load_model
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -25,10 +29,6 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-
-    from colakit.curate.features import pooled_activations
-    from colakit.model.layers import find_decoder
-    from colakit.model.load import load_model
 
     torch.manual_seed(0)
     model = load_model(args.model)

@@ -32,6 +32,15 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from colakit.curate.features import FeatureConfig, FeaturePlan, compute_shard, extract_features, jl_dim, projection
+from colakit.curate.pipeline import CurateConfig, build_pool
+from colakit.curate.process import Candidate
+from colakit.executors import get_executor
+from colakit.model.load import load_tokenizer, resolve_model
+
 
 def _hwm_mib(pid: int | str = "self") -> float | None:
     try:
@@ -88,14 +97,7 @@ class WorkerPeaks:
 
 def child(args) -> dict:
     """One measured run, in this (fresh) process."""
-    from colakit.curate.pipeline import CurateConfig, build_pool
-    from colakit.executors import get_executor
-    from colakit.curate.features import FeatureConfig, extract_features
-    from colakit.model.load import load_tokenizer
-
     if args.child_mode == "local" and args.local_threads:
-        import torch
-
         torch.set_num_threads(args.local_threads)
     tok = load_tokenizer(args.model)
     per_source = -(-args.child_n // 3)
@@ -122,7 +124,7 @@ def child(args) -> dict:
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["worker_peak_rss_mib"] = sorted(round(p, 1) for _, p in workers.peaks.values())
     if args.child_mode == "ray":
-        import ray
+        import ray  # optional (the ray extra): only the ray run needs it
 
         ray.shutdown()
     return out
@@ -131,18 +133,7 @@ def child(args) -> dict:
 def device_rate(args) -> None:
     """Windows/s of ``features.compute_shard`` on CUDA in bfloat16: the model's architecture with
     random weights (speed does not depend on the values; only ``config.json`` has to be there)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from colakit.curate.features import FeaturePlan, compute_shard, jl_dim, projection
-    from colakit.curate.process import Candidate
-
-    if args.config:
-        where = args.config
-    else:
-        from colakit.model.load import resolve_model
-
-        where = resolve_model(args.model)
+    where = args.config or resolve_model(args.model)
     cfg = AutoConfig.from_pretrained(where)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).cuda().eval()
@@ -200,8 +191,6 @@ def main():
     if args.child_mode:
         print(json.dumps(child(args)))
         return
-
-    import torch
 
     print(f"model={args.model} seq_len={args.seq_len} layers={args.layers} batch={args.batch_size} "
           f"cores={os.cpu_count()} torch threads (local)={args.local_threads or torch.get_num_threads()} "

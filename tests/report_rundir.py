@@ -13,7 +13,7 @@ import math
 import random
 from pathlib import Path
 
-from colakit.report.data import COLUMNS
+from colakit.grid.rundir import REQUIRED_COLUMNS
 
 CURATIONS = {"random-c4": ("random", "c4"), "cola": ("cola", "c4+wiki+code+math+commonsense"),
              "zipcal": ("zipcal", "c4+wiki")}
@@ -43,13 +43,14 @@ def cell_id(comp: str, cur: str, seq_len: int, seed: int) -> str:
 
 def write_rundir(root: Path, rows: list[dict], meta: dict | None = None, maps: dict[str, dict] | None = None,
                  extra_columns: tuple[str, ...] = ()) -> Path:
-    """Write run.json, results.csv (every contract column; missing keys empty) and activation maps."""
+    """Write run.json, results.csv (every required column, then ``extra_columns``; missing keys empty) and
+    activation maps."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     meta = {"name": "test-run", "model": "smollm2-135m", "created": "2025-11-02T10:00:00+00:00",
             "colakit_version": "0.1.0", "baseline": "random-c4", "sweeps": {}, "config": {}, **(meta or {})}
     (root / "run.json").write_text(json.dumps(meta, indent=2))
-    columns = [*COLUMNS, *extra_columns]
+    columns = [*REQUIRED_COLUMNS, *extra_columns]
     with open(root / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()

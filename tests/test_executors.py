@@ -1,10 +1,12 @@
-"""The Ray executor against the local one: same pool, same feature store, same CalibrationSet, byte for byte.
+"""The executor contract, and the Ray executor against the local one: same pool, same feature store,
+same CalibrationSet, byte for byte.
 
-A local Ray with 3 CPUs (2 feature actors plus the one CPU of headroom RayExecutor gives a Ray it
-starts itself); one Ray session for the module (starting Ray costs ~10 s). Executors get a stall timeout
-far below Ray's 30 minutes, so a pipeline that stops moving fails the test instead of hanging CI.
+A local Ray with 3 CPUs (2 one-CPU workers and room to spare); one Ray session for the module
+(starting Ray costs ~10 s). Executors get a stall timeout far below the default 30 minutes, so
+workers that cannot start fail the test instead of hanging CI.
 """
 
+import functools
 import json
 from pathlib import Path
 
@@ -13,13 +15,18 @@ import pytest
 
 from colakit.curate.pipeline import CurateConfig, build_pool, curate
 from colakit.errors import ColakitError
-from colakit.executors import get_executor
+from colakit.executors import FAULT_ENV, LocalExecutor, get_executor, in_order
+from colakit.executors.ray import RayExecutor, forwarded_env
 from colakit.curate.features import FeatureConfig, extract_features
 from colakit.curate.select import get_selector
 from tiny_models import tiny_model, tiny_tokenizer
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'colakit[ray]'): Ray executor untested")
-from colakit.executors.ray_executor import FAULT_ENV, RayExecutor  # noqa: E402
+try:
+    import ray
+except ImportError:  # the contract tests run without it
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'colakit[ray]'): "
+                               "Ray executor untested")
 
 WORDS = ("calibration data decides which capabilities survive compression the quick brown fox jumps over "
          "lazy dog question answer reasoning chain code def return value layer weight matrix").split()
@@ -28,12 +35,29 @@ WORDS = ("calibration data decides which capabilities survive compression the qu
 STALL_S = 900  # a worker restart under heavy load takes minutes (importing torch, loading the model)
 
 
+def _scaled(factor, unit):
+    return unit * factor
+
+
+def test_local_map_skips_done_units_and_builds_the_state_once_and_lazily():
+    setups = []
+    setup = lambda: setups.append(1) or 10  # noqa: E731
+    results = LocalExecutor().map(_scaled, [1, 2, 3, 4], setup=setup, done=lambda u: u % 2 == 0)
+    assert len(results) == 2 and setups == []  # nothing runs before the results are asked for
+    assert list(results) == [(0, 10), (2, 30)] and setups == [1]
+    assert list(LocalExecutor().map(_scaled, [2], setup=setup, done=lambda u: True)) == [] and setups == [1]
+    assert list(LocalExecutor().map(functools.partial(pow, 2), [3, 4])) == [(0, 8), (1, 16)]  # no setup: fn(unit)
+
+
+def test_in_order_streams_results_back_into_unit_order():
+    arrived = [(2, "c"), (0, "a"), (3, "d"), (1, "b")]
+    assert list(in_order(arrived, [0, 1, 2, 3])) == [(0, "a"), (1, "b"), (2, "c"), (3, "d")]
+
+
 @pytest.fixture(scope="module")
 def ray_session():
-    from colakit.executors.ray_executor import _forwarded_env
-
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": _forwarded_env()})
+             runtime_env={"env_vars": forwarded_env()})
     yield
     ray.shutdown()
 
@@ -55,6 +79,7 @@ def files(path: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
 
 
+@needs_ray
 def test_ray_pool_features_and_selection_match_local(ray_session, corpus, tmp_path, monkeypatch):
     """Also with a worker killed mid-run: Ray restarts it, retries its shard, and nothing changes."""
     tok, model = tiny_tokenizer(), tiny_model("llama")
@@ -73,7 +98,7 @@ def test_ray_pool_features_and_selection_match_local(ray_session, corpus, tmp_pa
     local = extract_features(local_pool, "tiny", model=model, tokenizer=tok, config=fc,
                              store_dir=tmp_path / "feat-local", progress=False)
     marker = tmp_path / "killed-once"
-    monkeypatch.setenv(FAULT_ENV, f"1:{marker}")  # the first attempt at shard 1 kills its actor process
+    monkeypatch.setenv(FAULT_ENV, f"features/1:{marker}")  # the first attempt at shard 1 kills its worker
     remote = extract_features(ray_pool, "tiny", model=model, tokenizer=tok, config=fc, executor=executor,
                               store_dir=tmp_path / "feat-ray", progress=False)
     assert marker.exists()  # a worker did die mid-run
@@ -88,26 +113,29 @@ def test_ray_pool_features_and_selection_match_local(ray_session, corpus, tmp_pa
 
     empty = tmp_path / "empty.txt"  # a worker's error reaches the driver as one ColakitError line
     empty.write_text("")
-    with pytest.raises(ColakitError, match="Ray sources pipeline failed.*no documents"):
+    with pytest.raises(ColakitError, match="Ray sources unit text:.*empty.txt failed: .*no documents"):
         build_pool(CurateConfig(sources=[f"text:{empty}"], n=2, seq_len=24), tok, executor=executor)
 
 
+@needs_ray
 def test_get_executor_ray():
     assert isinstance(get_executor("ray", address=None), RayExecutor)
     with pytest.raises(ColakitError, match="stall timeout 0"):
         RayExecutor(stall_timeout_s=0)
 
 
-def test_a_pipeline_that_cannot_start_fails_with_the_stall_timeout(ray_session, corpus, tmp_path):
-    """Feature actors asking for a GPU this Ray does not have never start: a clear error, not a hang."""
+@needs_ray
+def test_workers_that_cannot_start_fail_with_the_stall_timeout(ray_session, corpus, tmp_path):
+    """Feature workers asking for a GPU this Ray does not have never start: a clear error, not a hang."""
     tok, model = tiny_tokenizer(), tiny_model("llama")
     pool, _ = build_pool(CurateConfig(sources=[f"text:{corpus / 'a'}"], seq_len=24, pool_per_source=8), tok)
     stuck = RayExecutor(workers=1, gpus_per_worker=1, stall_timeout_s=5)
-    with pytest.raises(ColakitError, match="Ray features pipeline made no progress"):
+    with pytest.raises(ColakitError, match="Ray features units made no progress for 5 s: no worker started"):
         extract_features(pool, "tiny", model=model, tokenizer=tok, config=FeatureConfig(shard_size=4, proj_dim=8),
                          executor=stuck, store_dir=tmp_path / "feat", progress=False)
 
 
+@needs_ray
 @pytest.mark.integration
 def test_cola_calibration_set_identical_on_ray(ray_session, tmp_path):
     """The whole COLA curate (stage 1 probes + stage 3) on the real model: local and Ray, byte for byte."""

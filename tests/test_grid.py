@@ -310,3 +310,34 @@ def test_edited_parameters_redo_the_stages_they_touch(tiny_grid, monkeypatch, ca
     assert set(dense["tasks"]) == {"ppl_wiki"} and dense["tasks"]["ppl_wiki"]["n"] == 3
     report = json.loads((rundir / "cells" / "random-c4__gptq-w4__s0" / "compression.json").read_text())
     assert report["config"]["group_size"] == 16
+
+
+@pytest.mark.integration
+def test_the_grid_on_ray_writes_the_local_table_and_retries_a_killed_cell(tiny_grid, monkeypatch):
+    """Cells as units on a local Ray with 2 workers, one killed on its first cell: the same results.csv."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'colakit[ray]')")
+    from colakit.executors import FAULT_ENV
+    from colakit.executors.ray import RayExecutor, forwarded_env
+    from colakit.grid import GridRunner
+    from colakit.grid.rundir import TIMING_COLUMNS
+
+    tmp_path, config = tiny_grid
+    grid = load_grid(config)
+    grid.compression.pop("wanda-50")  # 4 cells: a baseline, a paired curation, two that fail
+    local = GridRunner(grid, tmp_path / "local").run()
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(FAULT_ENV, f"cells/cola__gptq-w4__s0:{marker}")  # its first attempt kills the worker
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": forwarded_env()})
+    try:
+        remote = GridRunner(grid, tmp_path / "ray", executor=RayExecutor(workers=2, stall_timeout_s=900)).run()
+    finally:
+        ray.shutdown()
+    assert marker.exists()  # a worker did die on that cell, and a new one ran it
+    assert [r["status"] for r in remote] == [r["status"] for r in local] == ["ok", "failed", "ok", "failed"]
+
+    def rows(run):
+        return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(open(run))]
+
+    assert rows(tmp_path / "ray" / "results.csv") == rows(tmp_path / "local" / "results.csv")
+    assert any(r["p_value"] for r in rows(tmp_path / "ray" / "results.csv"))  # cola paired against the baseline

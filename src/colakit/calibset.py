@@ -26,7 +26,9 @@ from typing import Any, Iterable
 
 from colakit import __version__
 from colakit.cache import atomic_dir
+from colakit.curate.process import pad_right
 from colakit.errors import ColakitError
+from colakit.model.load import tokenizer_hash
 
 SAMPLES_FILE = "samples.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -80,8 +82,6 @@ class CalibrationSet:
     @classmethod
     def from_token_ids(cls, sequences: Iterable[list[int]], tokenizer=None, **manifest) -> CalibrationSet:
         """An in-memory set from raw token ids (texts decoded when a tokenizer is given)."""
-        from colakit.model.load import tokenizer_hash
-
         samples = []
         for i, ids in enumerate(sequences):
             ids = [int(t) for t in ids]
@@ -119,8 +119,6 @@ class CalibrationSet:
 
     def check_tokenizer(self, tokenizer) -> None:
         """Refuse to feed token ids to a model whose tokenizer gives them another meaning."""
-        from colakit.model.load import tokenizer_hash
-
         theirs = tokenizer_hash(tokenizer)
         if self.tokenizer_hash is not None and self.tokenizer_hash != theirs:
             raise ColakitError(
@@ -133,8 +131,6 @@ class CalibrationSet:
 
     def to_tensors(self, pad_token_id: int):
         """Right-padded ``(input_ids, attention_mask)`` LongTensors of shape [n, longest]."""
-        from colakit.curate.process import pad_right
-
         return pad_right([s.input_ids for s in self.samples], pad_token_id)
 
     def to_dataset(self):

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from colakit.cli.app import app, console
+from colakit.executors import EXECUTORS
 
 DEFAULT_SOURCES = ("c4", "wiki", "code", "math", "commonsense", "multilingual")
 
@@ -63,8 +64,9 @@ def curate(
                                         "(sketched second moments of the linears' inputs: GPTQ/SparseGPT Hessians)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:1 ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16."),
-    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (sources and features as "
-                                 "a Ray Data pipeline; pip install 'colakit[ray]'). Same result either way."),
+    executor: str = typer.Option("local", "--executor", help=f"Where sources and feature shards run: "
+                                 f"{' or '.join(EXECUTORS)} (local: this process; ray: Ray workers, pip install "
+                                 "'colakit\\[ray]'). Same result either way."),
     address: str = typer.Option(None, "--address", help="Ray cluster to join (e.g. auto, ray://head:10001); "
                                 "default: start a local Ray with --workers CPUs."),
     workers: int = typer.Option(2, "--workers", help="Ray feature workers (actors), each loading the model once."),

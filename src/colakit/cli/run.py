@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from colakit.cli.app import app, console
+from colakit.errors import ColakitError
+from colakit.executors import EXECUTORS, get_executor
 
 
 class _GridProgress:
@@ -43,10 +46,20 @@ def run_command(
     cells: list[str] = typer.Option(None, "--cells", help="Run only cells whose id matches (shell pattern, "
                                     "repeatable), e.g. --cells 'cola__*'. The table keeps every finished cell."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells and exit."),
+    executor: str = typer.Option("local", "--executor", help=f"Where the cells run: {' or '.join(EXECUTORS)} "
+                                 "(ray: in parallel on Ray workers; pip install 'colakit\\[ray]'). Same results.csv "
+                                 "either way."),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join (e.g. auto, ray://head:10001); default: "
+                                "start a local Ray. On a cluster, --out must be on a file system every node mounts."),
+    workers: int = typer.Option(2, "--workers", help="Ray workers: cells run in parallel."),
+    cpus_per_cell: float = typer.Option(None, "--cpus-per-cell", help="CPUs per Ray worker (default: this machine's "
+                                        "cores shared among --workers on a local Ray, 1 on a cluster)."),
+    gpus_per_cell: float = typer.Option(0, "--gpus-per-cell", help="GPUs per Ray worker (e.g. 1, or 0.5 to "
+                                        "share one)."),
 ):
     """Curate, compress and evaluate every cell of a grid; write RUNDIR/results.csv (then `colakit report`)."""
-    from colakit.errors import ColakitError
-    from colakit.evaluate.tasks import resolve_tasks
+    # the library (torch, transformers) loads when a command runs, so `colakit --help` stays quick
+    from colakit.evaluate.suites import resolve_tasks
     from colakit.grid import GridRunner, load_grid
     from colakit.grid.runner import select_cells
 
@@ -66,12 +79,17 @@ def run_command(
         console.print(table)
         console.print(f"{len(chosen)} cells; evaluation: {grid.evaluate['tasks']}")
         return
+    if cpus_per_cell is None:
+        cpus_per_cell = 1 if address else max(1, (os.cpu_count() or 1) // max(1, workers))
+    runner = get_executor(executor, address=address, workers=workers, cpus_per_worker=cpus_per_cell,
+                          gpus_per_worker=gpus_per_cell)
     n_tasks = len(resolve_tasks(grid.evaluate["tasks"], grid.evaluate.get("limit")))
     t0 = time.time()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        records = GridRunner(grid, out, _GridProgress(progress, n_tasks), only=cells, seeds=only_seeds).run()
+        records = GridRunner(grid, out, _GridProgress(progress, n_tasks), only=cells, seeds=only_seeds,
+                             executor=runner).run()
     failed = [r for r in records if r["status"] == "failed"]
     elsewhere = sum(r["status"] == "elsewhere" for r in records)
     console.print(f"{sum(r['status'] == 'ok' for r in records)} cells ok, {len(failed)} failed"

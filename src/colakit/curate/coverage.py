@@ -24,16 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from colakit.capabilities import CAPABILITY_SOURCES
 from colakit.errors import ColakitError
 
-# Which sources exercise which capability (probe sets are drawn from their calibration parts).
-CAPABILITY_SOURCES: dict[str, tuple[str, ...]] = {
-    "language": ("c4", "wiki"),
-    "commonsense": ("commonsense",),
-    "math": ("math",),
-    "code": ("code",),
-    "multilingual": ("multilingual",),
-}
 TARGETS = ("general", *CAPABILITY_SOURCES)
 TARGET_WEIGHT = 2.0  # a targeted deployment doubles its capability's weight (COLA: "up-weighted")
 

@@ -14,12 +14,14 @@ Features stream into a ``FeatureStore``: fixed-size shards with a manifest, keye
 the candidates and every parameter. A killed run resumes from the last finished shard, and the
 result is identical to an uninterrupted run (shards are computed independently). Shard ``s`` is
 always candidates ``[s * shard_size, (s + 1) * shard_size)``; an executor (``colakit.executors``:
-this process, or Ray actors) computes the missing ones from a picklable ``FeaturePlan`` and the
-driver checks and writes each, so the store is the same bytes whichever executor ran.
+this process, or Ray actors) computes the missing ones, one unit per shard, from a picklable
+``FeaturePlan`` (each worker loads the model once), and the driver checks and writes each, so the
+store is the same bytes whichever executor ran.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -30,11 +32,17 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from rich.progress import track
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from colakit.cache import atomic_path, cache_dir, write_json_atomic
+from colakit.curate import process  # process.pad_right: the one padding rule (tests watch it there)
+from colakit.curate.pool import token_hash_update
 from colakit.errors import ColakitError
+from colakit.executors import LocalExecutor
 from colakit.model.hooks import forward_until_stop, stop_after
 from colakit.model.layers import find_decoder
+from colakit.model.load import load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +263,6 @@ def _pool_key(candidates: Sequence) -> str:
     key = getattr(candidates, "key", None)  # a StoredPool hashed its token ids while it was written
     if isinstance(key, str):
         return key
-    from colakit.curate.pool import token_hash_update
-
     h = hashlib.sha256()
     for c in candidates:
         token_hash_update(h, c.input_ids)
@@ -299,10 +305,6 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def _architecture(model_name: str, model) -> tuple[int, int, torch.dtype]:
     """(decoder layers, hidden size, dtype); from the weights-free skeleton when no model is loaded."""
     if model is None:
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        from colakit.model.load import resolve_model
-
         cfg = AutoConfig.from_pretrained(resolve_model(model_name))
         with torch.device("meta"):  # layer layout without allocating a single weight
             skeleton = AutoModelForCausalLM.from_config(cfg)
@@ -317,8 +319,6 @@ def _hidden(model) -> int:
 
 def plan_features(candidates: Sequence, model_name: str, tokenizer, config: FeatureConfig, model=None) -> FeaturePlan:
     """The FeaturePlan for ``candidates``; without ``model`` only the model's config is read."""
-    from colakit.model.load import resolve_device, resolve_dtype
-
     num_layers, hidden, dtype = _architecture(model_name, model)
     if dtype is None:
         dtype = resolve_dtype(config.dtype, resolve_device(config.device))
@@ -339,24 +339,32 @@ def compute_shard(plan: FeaturePlan, model, proj: torch.Tensor, candidates: Sequ
                            pooling=plan.pooling)
 
 
+def _feature_worker(plan: FeaturePlan, model) -> tuple:
+    """A feature worker's state: the caller's model (or the plan's, loaded here, once) and the projection."""
+    if model is None:
+        model = load_model(plan.model_name, device=plan.device, dtype=plan.dtype)
+    return model, projection(plan.width, plan.dim, plan.seed)
+
+
+def _worker_shard(plan: FeaturePlan, candidates: Sequence, state: tuple, shard: int) -> np.ndarray:
+    model, proj = state
+    return compute_shard(plan, model, proj, candidates, shard)
+
+
 def extract_features(candidates: Sequence, model_name: str, *, model=None, tokenizer=None,
                      config: FeatureConfig | None = None, store_dir: Path | None = None,
                      progress: bool = True, executor=None) -> np.ndarray:
     """Projected activation features [len(candidates), proj_dim] (float32), via an on-disk store.
 
-    ``executor`` (``colakit.executors``; default local) computes the shards the store lacks; the
-    driver checks and writes every shard, so the store's files do not depend on the executor.
+    ``executor`` (``colakit.executors``; default local) computes the shards the store lacks, one
+    unit each; the driver checks and writes every shard, so the store's files do not depend on the
+    executor. Without ``model``, the workers load it (only when a shard is missing).
     """
-    from colakit.executors import LocalExecutor
-    from colakit.model.load import load_model, load_tokenizer
-
     config = config or FeatureConfig()
     executor = executor or LocalExecutor()
     if not len(candidates):
         raise ColakitError("no candidates to extract features from", "check the sources and --seq-len")
     tokenizer = tokenizer or load_tokenizer(model_name)
-    if model is None and not executor.workers_load_model:
-        model = load_model(model_name, device=config.device, dtype=config.dtype)
     plan = plan_features(candidates, model_name, tokenizer, config, model)
     meta = {"model": str(model_name), "pool": _pool_key(candidates), "n": len(candidates),
             "layers": list(plan.layers), "dim": plan.dim,
@@ -365,12 +373,12 @@ def extract_features(candidates: Sequence, model_name: str, *, model=None, token
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     store = FeatureStore(store_dir or cache_dir() / "features" / key, meta)
     # what an earlier (killed) run finished is kept; only the rest is computed
-    todo = [s for s in range(plan.shards) if store.load_shard(s, _rows(plan, s), plan.dim) is None]
-    if todo:
-        done = executor.feature_shards(plan, candidates, todo, model)
-        for s, arr in _progress(done, progress, "features", total=len(todo)):
-            _check_shard(plan, candidates, s, arr)
-            store.save_shard(s, arr)
+    shards = executor.map(functools.partial(_worker_shard, plan, candidates), range(plan.shards),
+                          setup=functools.partial(_feature_worker, plan, model), label="features",
+                          done=lambda s: store.load_shard(s, _rows(plan, s), plan.dim) is not None)
+    for s, arr in _progress(shards, progress, "features", total=len(shards)):
+        _check_shard(plan, candidates, s, arr)
+        store.save_shard(s, arr)
     out = np.empty((plan.rows, plan.dim), dtype=np.float32)  # filled shard by shard: no second copy
     for s in range(plan.shards):
         start, stop = plan.bounds(s)
@@ -402,13 +410,11 @@ def _check_shard(plan: FeaturePlan, candidates: Sequence, shard: int, arr: np.nd
 def _shard_features(model, rows, layers, proj, pad_id, batch_size, device,
                     pooling: dict | None = None) -> np.ndarray:
     # sort by length inside the shard so batches pad little; restore the order afterwards
-    from colakit.curate.process import pad_right
-
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
     feats = torch.empty(len(rows), proj.shape[1])
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        ids, mask = pad_right([rows[i].input_ids for i in idx], pad_id)
+        ids, mask = process.pad_right([rows[i].input_ids for i in idx], pad_id)
         pooled = pooled_activations(model, ids.to(device), mask.to(device), layers, **(pooling or {})).cpu()
         flat = pooled.flatten(1) / math.sqrt(len(layers))  # unit norm overall
         feats[idx] = flat @ proj
@@ -418,6 +424,4 @@ def _shard_features(model, rows, layers, proj, pad_id, batch_size, device,
 def _progress(it, enabled: bool, label: str, total: int | None = None):
     if not enabled:
         return it
-    from rich.progress import track
-
     return track(it, description=label, transient=True, total=total)

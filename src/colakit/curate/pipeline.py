@@ -6,6 +6,7 @@ pipeline runs here, in a notebook, or split across executors.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import shutil
@@ -13,11 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from colakit.cache import cache_dir
 from colakit.calibset import CalibrationSet, Sample
 from colakit.errors import ColakitError
-from colakit.curate.features import FeatureConfig
-from colakit.curate.pool import Chain, StoredPool
-from colakit.curate.process import FORMATS, PACKINGS, Candidate, SourceJob, shuffled, windows
+from colakit.curate.features import FeatureConfig, extract_features
+from colakit.curate.pool import Chain, PoolWriter, StoredPool, scratch_dir
+from colakit.curate.process import FORMATS, PACKINGS, Candidate, SourceJob, shuffled, source_windows, windows
+from colakit.executors import LocalExecutor, in_order
 
 log = logging.getLogger(__name__)
 
@@ -85,20 +88,32 @@ class CurateConfig:
         return self.pool_per_source or max(8 * self.n, 256)
 
 
+def _part_dir(parts: Path, i: int) -> Path:
+    return parts / f"part-{i:03d}"
+
+
+def _source_part(jobs: Sequence[SourceJob], tokenizer, parts: Path, i: int) -> dict:
+    """Unit ``i`` of a pool: source ``jobs[i]``'s windows into a pool of its own under ``parts``; its provenance."""
+    part = _part_dir(parts, i)
+    shutil.rmtree(part, ignore_errors=True)  # a retried unit starts clean
+    info, cands = source_windows(jobs[i], tokenizer)
+    writer = PoolWriter(part)
+    writer.extend(cands)
+    writer.close()
+    return info
+
+
 def build_pool(config: CurateConfig, tokenizer, *, executor=None,
                store_dir: str | Path | None = None) -> tuple[StoredPool, list[dict]]:
     """Candidate windows from every source (deduplicated), and each source's provenance record.
 
     The pool streams to disk (``colakit.curate.pool``) and comes back as a ``StoredPool``, a lazy
-    ``Sequence[Candidate]``, so its size does not bound what fits in RAM. Sources are processed
-    by ``executor`` (default: in this process) and merged here in source order; the first copy
-    of a repeated window wins. Without ``store_dir`` the pool lives in a scratch directory under
-    the cache that is removed with the returned object.
+    ``Sequence[Candidate]``, so its size does not bound what fits in RAM. Each source is one unit
+    of ``executor`` (default: this process) that writes its windows to a part of the pool
+    directory; the parts are merged here in source order, as each is ready; the first copy of a
+    repeated window wins. Without ``store_dir`` the pool lives in a scratch directory under the
+    cache that is removed with the returned object.
     """
-    from colakit.cache import cache_dir
-    from colakit.executors import LocalExecutor
-    from colakit.curate.pool import PoolWriter, scratch_dir
-
     executor = executor or LocalExecutor()
     owned = store_dir is None
     root = scratch_dir(cache_dir() / "pools") if owned else Path(store_dir)
@@ -109,9 +124,11 @@ def build_pool(config: CurateConfig, tokenizer, *, executor=None,
     seen: set[bytes] = set()  # 20-byte digests: ~100 bytes a candidate, not its tokens and text
     provenance = []
     try:
-        for job, (info, cands) in zip(jobs, executor.sources(jobs, tokenizer, parts)):
-            made = 0
-            for cand in cands:
+        units = executor.map(functools.partial(_source_part, jobs, tokenizer, parts), range(len(jobs)),
+                             label="sources", name=lambda i: jobs[i].spec)
+        for i, info in in_order(units, units.pending):
+            job, made = jobs[i], 0
+            for cand in StoredPool(_part_dir(parts, i)):
                 key = hashlib.sha1(bytes(str(cand.input_ids), "ascii")).digest()
                 if key in seen:
                     continue
@@ -209,8 +226,6 @@ def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, lis
 def features_with_probes(items: Sequence, probes: dict[str, list[Candidate]], model_name: str, *, model, tokenizer,
                          config: FeatureConfig, executor=None):
     """Features of ``items`` and of every capability's probes, in one projected space (one extraction)."""
-    from colakit.curate.features import extract_features
-
     flat = [p for cap in probes for p in probes[cap]]
     feats = extract_features(Chain(items, flat), model_name, model=model, tokenizer=tokenizer, config=config,
                              executor=executor)
@@ -229,8 +244,6 @@ def pool_features(selector, pool: Sequence[Candidate], config: CurateConfig, *, 
     projected space (one extraction); others get (features, None, None). The feature store makes
     a second call with the same pool and config a cache hit (the grid's activation maps use that).
     """
-    from colakit.curate.features import extract_features
-
     if not getattr(selector, "uses_coverage", False):
         return extract_features(pool, config.model, model=model, tokenizer=tokenizer, config=config.features,
                                 executor=executor), None, None

@@ -24,6 +24,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
+import torch
+
+from colakit.data.sources import get_source
 from colakit.errors import ColakitError
 
 FORMATS = ("plain", "qa", "qa-cot", "chat")
@@ -144,8 +147,6 @@ def pad_right(seqs: Sequence[Sequence[int]], pad_id: int):
     The one padding rule of colakit (features, CalibrationSet.to_tensors): real tokens first,
     ``pad_id`` after them, mask 1 on real tokens only.
     """
-    import torch
-
     if not seqs:
         raise ColakitError("nothing to pad", "pass at least one sequence")
     longest = max(len(s) for s in seqs)
@@ -184,8 +185,6 @@ def source_windows(job: SourceJob, tokenizer) -> tuple[dict, Iterator[Candidate]
     Deterministic in ``job``: the same windows in the same order on any machine, so sources can be
     processed in parallel and merged in source order afterwards.
     """
-    from colakit.data.sources import get_source
-
     source = get_source(job.spec, seed=job.split_seed, heldout_fraction=job.heldout_fraction)
     docs = shuffled(source.documents("calibration"), seed=job.seed)
     info = {"spec": job.spec, "name": source.name, "fingerprint": source.fingerprint(),

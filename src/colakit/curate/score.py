@@ -12,17 +12,16 @@ from pathlib import Path
 
 from colakit.calibset import CalibrationSet
 from colakit.curate.coverage import proxy_scores, target_weights
-from colakit.curate.pipeline import CurateConfig, build_probes, features_with_probes
 from colakit.curate.features import FeatureConfig
+from colakit.curate.pipeline import CurateConfig, build_probes, features_with_probes
 from colakit.curate.process import Candidate
+from colakit.model.load import load_tokenizer
 
 
 def score_set(calib: CalibrationSet | str | Path, *, model: str | None = None, target: str = "general",
               weights: dict | None = None, features: FeatureConfig | None = None,
               probes_per_capability: int = 16, seed: int = 0, loaded_model=None, tokenizer=None) -> dict:
     """Proxy scores of ``calib`` for ``target``: representativeness, diversity, proxy, per-capability coverage."""
-    from colakit.model.load import load_tokenizer
-
     if not isinstance(calib, CalibrationSet):
         calib = CalibrationSet.load(calib)
     model = model or calib.manifest.get("model") or "smollm2-135m"

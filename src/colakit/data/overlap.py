@@ -27,6 +27,7 @@ from typing import Iterable
 import numpy as np
 
 from colakit.cache import atomic_path, cache_dir
+from colakit.data.evalsets import eval_documents, evalsets_version
 from colakit.errors import ColakitError
 
 log = logging.getLogger(__name__)
@@ -176,8 +177,6 @@ def _drop_common(hashes: np.ndarray, owners: np.ndarray, max_items: int):
 
 def default_index(n: int = 13) -> EvalIndex:
     """The index over every evaluation set, cached on disk (first build: seconds to a minute)."""
-    from colakit.data.evalsets import eval_documents, evalsets_version
-
     path = cache_dir() / "overlap" / f"index-{evalsets_version()}-n{n}-v{NORMALISATION_VERSION}.npz"
     if path.exists():
         try:

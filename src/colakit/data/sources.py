@@ -32,11 +32,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from colakit.cache import WHEELS, atomic_path, cache_dir, sha256_file, wheel_file, write_bytes_atomic, write_json_atomic
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from colakit.cache import (
+    WHEELS,
+    atomic_path,
+    cache_dir,
+    sha256_file,
+    wheel_file,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from colakit.data.evalsets import (
+    TASKS,
+    evalsets_version,
+    is_math_heldout,
+    load_math,
+    request_docs,
+)
+from colakit.data.overlap import NORMALISATION_VERSION, check_overlap
+from colakit.data.split import SPLIT_METHOD, SPLITS, is_heldout
 from colakit.errors import ColakitError
 
-SPLITS = ("calibration", "heldout", "all")
-SPLIT_METHOD = "sha256(f'{seed}:{doc_id}') / 2**256 < heldout_fraction"
 SPEC_FORMS = "text:PATH, jsonl:PATH[:FIELD], parquet:PATH[:FIELD], hf:NAME[:CONFIG[:SPLIT]]"
 
 
@@ -48,10 +66,6 @@ class Document:
     # Q&A sources: {"question", "reasoning", "answer"}; None for plain text.
     fields: dict[str, str] | None = field(default=None, compare=False)
 
-
-def is_heldout(doc_id: str, seed: int, heldout_fraction: float) -> bool:
-    digest = hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") < heldout_fraction * 2**64
 
 
 class Source:
@@ -232,8 +246,6 @@ class MathSource(Source):
     dropped, so curating from the calibration part is contamination-free."""
 
     def __init__(self, **kw):
-        from colakit.data.evalsets import TASKS
-
         info = TASKS["math"]
         super().__init__("math", "MATH competition problems with worked solutions (calibration part; held-out part = eval task math)",
                          f"{WHEELS[info.package].spec}: {info.path}", **kw)
@@ -250,17 +262,12 @@ class MathSource(Source):
 
     @staticmethod
     def _items():
-        from colakit.data.evalsets import TASKS, _load_math
-
-        return _load_math(TASKS["math"])  # all 5,000; the ``math`` eval task keeps the held-out ones
+        return load_math(TASKS["math"])  # all 5,000; the ``math`` eval task keeps the held-out ones
 
     def _contaminated(self) -> set[str]:
         """Problems outside the ``math`` eval task (the held-out part, evalsets.MATH_SPLIT) that still
         overlap an evaluation set: MATH has near-duplicate problems, and MMLU shares some. Dropped,
         so the calibration part is clean by construction; computed once and cached."""
-        from colakit.data.evalsets import evalsets_version, is_math_heldout
-        from colakit.data.overlap import NORMALISATION_VERSION, check_overlap
-
         path = cache_dir() / "sources" / f"math-dropped-{evalsets_version()}-n{NORMALISATION_VERSION}.json"
         if path.exists():
             return set(json.loads(path.read_text()))
@@ -271,8 +278,6 @@ class MathSource(Source):
         return set(dropped)
 
     def _content_hashes(self):
-        from colakit.data.evalsets import evalsets_version
-
         return [evalsets_version(), "decontaminated"]
 
 
@@ -313,11 +318,6 @@ class CommonsenseSource(Source):
     def _rendered(self):
         """All items rendered once, decontaminated and cached as Arrow (JSON-parsing 157k items
         costs seconds per read; the first build takes about a minute)."""
-        import pyarrow as pa
-
-        from colakit.data.evalsets import evalsets_version, request_docs
-        from colakit.data.overlap import NORMALISATION_VERSION, check_overlap
-
         key = f"{WHEELS[OLMO].sha256[:12]}-{evalsets_version()}-n{NORMALISATION_VERSION}"
         path = cache_dir() / "sources" / f"commonsense-{key}-v2.arrow"
         if not path.exists():
@@ -341,9 +341,6 @@ class CommonsenseSource(Source):
             return pa.ipc.open_file(source).read_all()
 
     def _content_hashes(self):
-        from colakit.data.evalsets import evalsets_version
-        from colakit.data.overlap import NORMALISATION_VERSION
-
         return [_wheel_hash(OLMO, _commonsense_member(t)) for t in COMMONSENSE_TASKS] + [
             f"decontaminated:{evalsets_version()}:{NORMALISATION_VERSION}"]
 
@@ -539,8 +536,6 @@ class JsonlSource(Source):
 
 class ParquetSource(Source):
     def __init__(self, path: str, text_field: str = "text", **kw):
-        import pyarrow.parquet as pq
-
         self.path, self.text_field = _require_path(path, "Parquet file"), text_field
         try:
             schema = pq.read_schema(self.path)
@@ -552,8 +547,6 @@ class ParquetSource(Source):
         super().__init__(f"parquet:{path}:{text_field}", "local Parquet rows", str(self.path.resolve()), **kw)
 
     def _documents(self):
-        import pyarrow.parquet as pq
-
         row = 0
         for batch in pq.ParquetFile(self.path).iter_batches(columns=[self.text_field], batch_size=4096):
             for value in batch.column(0).to_pylist():

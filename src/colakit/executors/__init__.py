@@ -1,60 +1,39 @@
-"""Executors: where the expensive stages of ``curate`` run, separate from what they compute.
+"""Executors: where colakit's units of work run, separate from what they compute.
 
-Two stages are farmed out, each as independent, deterministic units of work:
+The contract is ``colakit.executors.base``: an executor maps a function over independent units
+(``map(fn, units, setup=..., done=...)``) and knows nothing of what they compute. Three kinds of
+unit go through it: one source of a candidate pool (``curate.pipeline.build_pool``), one feature
+shard (``curate.features.extract_features``) and one cell of a grid (``grid.runner``). Each is
+deterministic and its result is checked and written where the driver decides, so the pool, the
+feature store, the CalibrationSet and a grid's results are the same whichever executor ran them.
 
-- sources: one ``SourceJob`` per source (read, shuffle, format, tokenize, cut windows);
-- features: one shard of candidates ``[s * S, (s + 1) * S)`` per unit (``FeaturePlan``).
-
-The driver merges the sources in order (deduplicating windows) into the on-disk pool, and checks
-and writes every feature shard itself, so the pool, the feature store and the CalibrationSet are
-the same bytes whichever executor ran the units. ``local`` (the default) runs them in this
-process and needs nothing extra; ``ray`` runs them as a Ray Data pipeline (``colakit[ray]``).
+Every module of this package except ``base`` (and private ``_*`` ones) is one executor, chosen
+by its module name (``--executor NAME``) and built by its ``EXECUTOR.from_options``: ``local`` (the
+default: this process, nothing extra) and ``ray`` (Ray actors, ``pip install "colakit[ray]"``). A
+new executor is one new module here.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
-
-import numpy as np
+import importlib
+import pkgutil
 
 from colakit.errors import ColakitError
+from colakit.executors.base import FAULT_ENV, Executor, Results, in_order
+from colakit.executors.local import LocalExecutor
 
-EXECUTORS = ("local", "ray")
-
-
-class LocalExecutor:
-    """Everything in this process, one unit after the other (what ``curate`` always did)."""
-
-    name = "local"
-    workers_load_model = False  # the driver loads the model and computes with it
-
-    def sources(self, jobs: Sequence, tokenizer, scratch) -> Iterator[tuple[dict, Iterable]]:
-        from colakit.curate.process import source_windows
-
-        for job in jobs:
-            yield source_windows(job, tokenizer)
-
-    def feature_shards(self, plan, candidates: Sequence, todo: list[int], model) -> Iterator[tuple[int, np.ndarray]]:
-        from colakit.curate.features import compute_shard, projection
-
-        proj = projection(plan.width, plan.dim, plan.seed)
-        for s in todo:
-            yield s, compute_shard(plan, model, proj, candidates, s)
+# found without importing them: an executor's own dependencies load only when it is chosen
+EXECUTORS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base" and m.name[0] != "_"))
 
 
 def get_executor(name: str = "local", *, address: str | None = None, workers: int = 2,
-                 cpus_per_worker: float = 1, gpus_per_worker: float = 0):
-    """``local`` or ``ray`` (``address``: an existing cluster, e.g. ``ray://head:10001`` or ``auto``)."""
-    if name == "local":
-        if address is not None:
-            raise ColakitError("--address is for --executor ray", "drop --address or add --executor ray")
-        return LocalExecutor()
-    if name == "ray":
-        from colakit.executors.ray_executor import RayExecutor
-
-        return RayExecutor(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
-                           gpus_per_worker=gpus_per_worker)
-    raise ColakitError(f"unknown executor {name!r}", f"use one of: {', '.join(EXECUTORS)}")
+                 cpus_per_worker: float = 1, gpus_per_worker: float = 0) -> Executor:
+    """The executor ``name`` (``address``: an existing cluster, e.g. ``ray://head:10001`` or ``auto``)."""
+    if name not in EXECUTORS:
+        raise ColakitError(f"unknown executor {name!r}", f"use one of: {', '.join(EXECUTORS)}")
+    module = importlib.import_module(f"{__name__}.{name}")
+    return module.EXECUTOR.from_options(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                                        gpus_per_worker=gpus_per_worker)
 
 
-__all__ = ["EXECUTORS", "LocalExecutor", "get_executor"]
+__all__ = ["EXECUTORS", "FAULT_ENV", "Executor", "LocalExecutor", "Results", "get_executor", "in_order"]

@@ -31,9 +31,9 @@ SCORE_KEYS = ("target", "probes", "feature_layers")
 
 
 def _compression_keys() -> tuple[str, ...]:
-    from colakit.compress import CompressionConfig
+    from colakit.compress.config import config_keys
 
-    return tuple(f.name for f in dataclasses.fields(CompressionConfig) if f.name != "keep_backup") + ("backend",)
+    return (*config_keys(), "backend")
 
 
 def _lines(text: str) -> dict[tuple, int]:
@@ -179,6 +179,7 @@ def load_grid(path: str | Path) -> GridConfig:
 
 def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     from colakit.compress import CompressionConfig
+    from colakit.compress.methods import ParameterError
     from colakit.curate.select import SELECTORS
 
     check = check or _Checker("grid config", {})
@@ -202,13 +203,11 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     valid = _compression_keys()
     for label, params in raw["compression"].items():
         params = dict(check.keys(params or {}, valid, ("compression", label), f"compression {label!r}"))
-        if params.get("method") in ("gptq", "awq", "rtn") and ({"sparsity", "pattern"} & set(params)):
-            bad = sorted({"sparsity", "pattern"} & set(params))[0]
-            check.fail(("compression", label, bad), f"{label!r}: {bad} applies to pruning, not {params['method']}",
-                       "use sparsegpt/wanda/magnitude for sparsity or N:M patterns; gptq/awq/rtn take bits")
         backend = params.pop("backend", "builtin")
         try:
             CompressionConfig(**params).validate()
+        except ParameterError as err:  # a key this method does not take: point at its line
+            check.fail(("compression", label, err.key), f"compression {label!r}: {err.problem}", err.hint)
         except ColakitError as err:
             check.fail(("compression", label), f"compression {label!r}: {err.problem}", err.hint)
         except TypeError as err:
@@ -223,7 +222,7 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     if baseline is not None and baseline not in curation:
         check.fail(("baseline",), f"baseline {baseline!r} is not a curation label", f"use one of: {', '.join(curation)}")
     evaluate = {"tasks": "quick", "seed": 0, **check.keys(raw.get("evaluate") or {}, EVAL_KEYS, ("evaluate",), "evaluate")}
-    from colakit.evaluate.tasks import resolve_tasks
+    from colakit.evaluate.suites import resolve_tasks
 
     try:
         resolve_tasks(evaluate["tasks"], evaluate.get("limit"))

@@ -1,19 +1,11 @@
 """Run a grid: every cell curates, compresses and evaluates; finished work is never redone.
 
-RUNDIR layout (each file written atomically, so a killed run resumes where it stopped)::
-
-    run.json                      the resolved config, sweeps, baseline
-    dense/eval.json               the dense model, evaluated once (per-task checkpoints beside it)
-    calib/<calib_key>/            CalibrationSets, shared by the cells that differ only in compression
-    calib/<calib_key>.score.json  activation-space proxy scores of that set
-    cells/<cell>/cell.json        status (ok | failed + error), timings, parameters
-    cells/<cell>/eval.json        the compressed model's evaluation
-    cells/<cell>/activation_map.json   2-D map of the candidate pool, selected samples marked
-    results.csv, results.parquet  the tidy table: one row per cell x task x metric kind
-
-Runs sharing RUNDIR on one machine split the work through file locks: ``cells/.<cell>.lock`` (a
-cell locked by another run is passed by), ``calib/.<calib_key>.lock`` and ``dense/.lock`` (waited
-for, so each set is curated and the dense model evaluated once).
+What goes where in RUNDIR, and the locks that let several runs share it, is ``colakit.grid.rundir``.
+The dense model and every cell are units of an executor (``colakit.executors``): one after the
+other in this process (``local``, the default), or in parallel on Ray workers (``ray``). The
+workers split the units through the same file locks as several ``colakit run`` processes sharing
+RUNDIR, so each calibration set is curated once and the dense model evaluated once either way,
+and the table, written by the driver from RUNDIR's files at the end, does not depend on the executor.
 """
 
 from __future__ import annotations
@@ -31,11 +23,25 @@ from pathlib import Path
 
 import numpy as np
 
+from colakit import __version__, compress
 from colakit.cache import file_lock, write_json_atomic
+from colakit.calibset import CalibrationSet
+from colakit.curate import pipeline  # pipeline.curate: tests replace it there to watch what a run redoes
+from colakit.curate.features import FeatureConfig
+from colakit.curate.score import score_set
+from colakit.curate.select import get_selector
 from colakit.errors import ColakitError
-from colakit.grid.config import Cell, GridConfig
+from colakit.evaluate import EvalConfig, evaluate_model, read_results
+from colakit.executors import Executor, LocalExecutor
+from colakit.grid.config import Cell, GridConfig, load_grid
+from colakit.grid.rundir import RunDir, calib_name
+from colakit.grid.table import write_table
+from colakit.model.load import load_tokenizer
 
 log = logging.getLogger(__name__)
+
+DENSE = "dense"  # the unit that evaluates the dense model; every other unit of a grid is a Cell
+STAGES = ("curate", "compress", "evaluate")
 
 
 def _check_writable(rundir: Path) -> None:
@@ -50,21 +56,19 @@ def _check_writable(rundir: Path) -> None:
 
 def _check_same_grid(rundir: Path, grid: GridConfig) -> None:
     """Resuming into a directory made by another config would mix results: refuse."""
-    path = rundir / "run.json"
-    if path.exists():
-        old = json.loads(path.read_text()).get("fingerprint")
-        if old and old != grid.fingerprint() and (rundir / "cells").exists():
+    paths = RunDir(rundir)
+    if paths.run_json.exists():
+        old = json.loads(paths.run_json.read_text()).get("fingerprint")
+        if old and old != grid.fingerprint() and paths.cells.exists():
             known = {c.id for c in grid.cells()}
-            stale = [p.name for p in (rundir / "cells").iterdir() if p.is_dir() and p.name not in known]
+            stale = [p.name for p in paths.cells.iterdir() if p.is_dir() and p.name not in known]
             if stale:
                 log.warning("%s holds %d cells this config does not define (e.g. %s); they are left out of the table",
                             rundir, len(stale), stale[0])
 
 
 def write_run_json(rundir: Path, grid: GridConfig) -> None:
-    from colakit import __version__
-
-    write_json_atomic(rundir / "run.json", {
+    write_json_atomic(RunDir(rundir).run_json, {
         "name": grid.name, "model": grid.model, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "colakit_version": __version__, "baseline": grid.baseline, "sweeps": grid.sweeps,
         "fingerprint": grid.fingerprint(), "cells": [c.id for c in grid.cells()], "config": grid.raw,
@@ -73,31 +77,20 @@ def write_run_json(rundir: Path, grid: GridConfig) -> None:
 
 def curate_config(grid: GridConfig, cell: Cell):
     """The CurateConfig of a cell: curation params, then the cell's settings, then its seed."""
-    from colakit.curate.pipeline import CurateConfig
-    from colakit.curate.features import FeatureConfig
-
     method_aware = grid.curation[cell.curation].params.get("for_compression", False)
     compression = grid.compression[cell.compression].params["method"] if method_aware else None
     params = {**grid.base_curation(cell.curation, cell.compression), **cell.settings}
     features = FeatureConfig(**{**(params.pop("features", None) or {}), "device": grid.device, "dtype": grid.dtype})
-    return CurateConfig(model=grid.model, seed=cell.seed, compression=compression, features=features,
-                        method_params=params.pop("params", None) or {}, **params)
+    return pipeline.CurateConfig(model=grid.model, seed=cell.seed, compression=compression, features=features,
+                                 method_params=params.pop("params", None) or {}, **params)
 
 
 def pool_features(config, tokenizer):
     """The candidate pool and its features in the space curation used (the feature store makes this a cache hit)."""
-    from colakit.curate import pipeline as curate
-    from colakit.curate.select import get_selector
-
-    pool, _ = curate.build_pool(config, tokenizer)
-    feats, _, _ = curate.pool_features(get_selector(config.method, **config.method_params), pool, config,
-                                       tokenizer=tokenizer)
+    pool, _ = pipeline.build_pool(config, tokenizer)
+    feats, _, _ = pipeline.pool_features(get_selector(config.method, **config.method_params), pool, config,
+                                         tokenizer=tokenizer)
     return pool, feats
-
-
-def calib_dir(rundir: Path, grid: GridConfig, cell: Cell) -> Path:
-    aware = grid.curation[cell.curation].params.get("for_compression", False)
-    return rundir / "calib" / (cell.calib_key + (f"__for-{cell.compression}" if aware else ""))
 
 
 def _digest(obj) -> str:
@@ -131,39 +124,48 @@ def _refresh(spec_path: Path, spec: dict, done: bool) -> bool:
     return done and bool(_stale(stored, spec, tuple(spec)))
 
 
-def score_path(calib: Path) -> Path:
-    """Where a calibration set's proxy scores are kept (beside it, so cells sharing the set share them)."""
-    return calib.with_name(calib.name + ".score.json")
+def _no_progress(*args, **kwargs) -> None:
+    """The progress callback of a runner that reports nothing (a function: it pickles, a lambda does not)."""
+
+
+def _unit_name(unit) -> str:
+    return DENSE if unit == DENSE else unit.id
 
 
 class GridRunner:
-    """Runs the cells of ``grid`` into ``rundir``; ``progress`` receives (stage, cell, done, total) events."""
+    """Runs the cells of ``grid`` into ``rundir`` on ``executor`` (default: this process).
+
+    ``progress`` receives (stage, cell, done, total) events: every stage of every unit on the local
+    executor; on a remote one, each cell as it finishes (its stages run in the workers).
+    """
 
     def __init__(self, grid: GridConfig, rundir: str | Path, progress=None, only: list[str] | None = None,
-                 seeds: list[int] | None = None):
+                 seeds: list[int] | None = None, executor: Executor | None = None):
         self.grid, self.rundir, self.only, self.seeds = grid, Path(rundir), only, seeds
-        self.progress = progress or (lambda *a, **k: None)
+        self.paths = RunDir(self.rundir)
+        self.progress = progress or _no_progress
+        self.executor = executor or LocalExecutor()
         self._tokenizer = None
+
+    def __getstate__(self) -> dict:
+        """A runner shipped to a worker leaves the driver's progress display behind (the driver reports
+        each unit as it comes back)."""
+        return {**self.__dict__, "progress": _no_progress}
 
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from colakit.model.load import load_tokenizer
-
             self._tokenizer = load_tokenizer(self.grid.model)
         return self._tokenizer
 
     # ------------------------------------------------------------------ stages
 
     def dense(self) -> dict:
-        out = self.rundir / "dense" / "eval.json"
-        with file_lock(out.with_name(".lock")):  # runs sharing the directory evaluate it once
-            return self._dense(out)
+        with file_lock(self.paths.dense_lock):  # runs sharing the directory evaluate it once
+            return self._dense(self.paths.dense_eval)
 
     def _dense(self, out: Path) -> dict:
-        from colakit.evaluate import evaluate_model, read_results
-
-        if _refresh(out.with_name("spec.json"), {"evaluate": _evaluate_digest(self.grid)}, out.exists()):
+        if _refresh(self.paths.dense_spec, {"evaluate": _evaluate_digest(self.grid)}, out.exists()):
             log.warning("the evaluation settings changed since the dense model was evaluated: evaluating it again")
             _remove_eval(out)
         if out.exists():
@@ -173,8 +175,6 @@ class GridRunner:
                               on_task=self._on_task("dense"))
 
     def _eval_kwargs(self) -> dict:
-        from colakit.evaluate import EvalConfig
-
         ev = self.grid.evaluate
         config = EvalConfig(seed=ev["seed"], **({"ppl_seq_len": ev["ppl_seq_len"]} if "ppl_seq_len" in ev else {}))
         return {"limit": ev.get("limit"), "seed": ev["seed"], "device": self.grid.device, "dtype": self.grid.dtype,
@@ -186,28 +186,25 @@ class GridRunner:
         return on_task
 
     def curate(self, cell: Cell) -> Path:
-        from colakit.curate.pipeline import curate
-
-        out = calib_dir(self.rundir, self.grid, cell)
-        if _refresh(out.with_name(out.name + ".spec.json"), {"curate": stage_specs(self.grid, cell)["curate"]},
+        name = calib_name(self.grid, cell)
+        out = self.paths.calib(name)
+        if _refresh(self.paths.calib_spec(name), {"curate": stage_specs(self.grid, cell)["curate"]},
                     (out / "manifest.json").exists()):
-            log.warning("the curation of %s changed: curating %s again", cell.id, out.name)
+            log.warning("the curation of %s changed: curating %s again", cell.id, name)
             shutil.rmtree(out)
-            score_path(out).unlink(missing_ok=True)
+            self.paths.calib_score(name).unlink(missing_ok=True)
         if not (out / "manifest.json").exists():
             self.progress("curate", cell.id, 0, 1)
-            curate(curate_config(self.grid, cell), out=out, overwrite=True, tokenizer=self.tokenizer)
+            pipeline.curate(curate_config(self.grid, cell), out=out, overwrite=True, tokenizer=self.tokenizer)
         return out
 
     def score(self, cell: Cell, calib: Path) -> dict | None:
+        """Proxy scores of ``calib``, kept beside it (cells sharing the set share them)."""
         if self.grid.score is None:
             return None
-        path = score_path(calib)
+        path = self.paths.calib_score(calib.name)
         if path.exists():
             return json.loads(path.read_text())
-        from colakit.curate.features import FeatureConfig
-        from colakit.curate.score import score_set
-
         self.progress("score", cell.id, 0, 1)
         sc = self.grid.score
         result = score_set(calib, model=self.grid.model, target=sc["target"], probes_per_capability=sc["probes"],
@@ -218,14 +215,10 @@ class GridRunner:
 
     def activation_map(self, cell: Cell, calib: Path) -> None:
         """2-D PCA map of the candidate pool's features, selected samples marked (feature-based curation only)."""
-        out = self.rundir / "cells" / cell.id / "activation_map.json"
+        out = self.paths.activation_map(cell.id)
         config = curate_config(self.grid, cell)
-        from colakit.curate.select import get_selector
-
         if out.exists() or not self.grid.map or not get_selector(config.method, **config.method_params).needs_features:
             return
-        from colakit.calibset import CalibrationSet
-
         pool, feats = pool_features(config, self.tokenizer)  # the feature store makes this a cache hit
         chosen = {(s.doc_id, s.start) for s in CalibrationSet.load(calib).samples}
         centred = feats - feats.mean(axis=0)
@@ -236,20 +229,16 @@ class GridRunner:
              "selected": (c.doc_id, c.start) in chosen} for c, (x, y) in zip(pool, xy)]})
 
     def compress_and_evaluate(self, cell: Cell, calib: Path) -> tuple[dict, dict]:
-        from colakit.compress import CompressionConfig, compress_to_dir
-        from colakit.evaluate import evaluate_model, read_results
-
-        cdir = self.rundir / "cells" / cell.id
-        model_dir, eval_out = cdir / "model", cdir / "eval.json"
-        report_path = cdir / "compression.json"
+        model_dir, eval_out = self.paths.cell_model(cell.id), self.paths.cell_eval(cell.id)
+        report_path = self.paths.compression_report(cell.id)
         if not eval_out.exists():
             if not (model_dir / "compression.json").exists():
                 shutil.rmtree(model_dir, ignore_errors=True)
                 params = dict(self.grid.compression[cell.compression].params)
                 backend = params.pop("backend", "builtin")
                 self.progress("compress", cell.id, 0, 1)
-                compress_to_dir(self.grid.model, calib, model_dir, CompressionConfig(**params),
-                                device=self.grid.device, dtype=self.grid.dtype, backend=backend)
+                compress.compress_to_dir(self.grid.model, calib, model_dir, compress.CompressionConfig(**params),
+                                         device=self.grid.device, dtype=self.grid.dtype, backend=backend)
                 shutil.copyfile(model_dir / "compression.json", report_path)
             self.progress("evaluate", cell.id, 0, 1)
             results = evaluate_model(str(model_dir), self.grid.evaluate["tasks"], **self._eval_kwargs(),
@@ -262,19 +251,31 @@ class GridRunner:
 
     # ------------------------------------------------------------------ the grid
 
+    def _status(self, cell: Cell) -> tuple[dict | None, list[str]]:
+        """A cell's stored record (None: it never ran) and the stages whose digests changed since."""
+        path = self.paths.cell_json(cell.id)
+        if not path.exists():
+            return None, []
+        status = json.loads(path.read_text())
+        return status, _stale(status.get("spec"), stage_specs(self.grid, cell), STAGES)
+
+    def finished(self, cell: Cell) -> dict | None:
+        """The record of a cell that finished ok under the current config (None: it has work to do)."""
+        status, changed = self._status(cell)
+        return status if status is not None and status["status"] == "ok" and not changed else None
+
     def run_cell(self, cell: Cell) -> dict:
-        cdir = self.rundir / "cells" / cell.id
-        status_path = cdir / "cell.json"
+        cdir = self.paths.cell(cell.id)
+        status_path = self.paths.cell_json(cell.id)
         spec = stage_specs(self.grid, cell)
-        if status_path.exists():
-            status = json.loads(status_path.read_text())
-            changed = _stale(status.get("spec"), spec, ("curate", "compress", "evaluate"))
+        status, changed = self._status(cell)
+        if status is not None:
             if status["status"] == "ok" and not changed:
                 return status
             if changed:  # same cell id, edited parameters: its results would no longer match the config
                 log.warning("cell %s: %s changed since it ran; running it again", cell.id, " and ".join(changed))
                 if changed == ["evaluate"]:
-                    _remove_eval(cdir / "eval.json")
+                    _remove_eval(self.paths.cell_eval(cell.id))
                 else:
                     shutil.rmtree(cdir)
         cdir.mkdir(parents=True, exist_ok=True)
@@ -284,7 +285,7 @@ class GridRunner:
         try:
             t0 = time.time()
             # the calibration set is shared by every compression of the curation: curated once
-            with file_lock(self.rundir / "calib" / f".{calib_dir(self.rundir, self.grid, cell).name}.lock"):
+            with file_lock(self.paths.calib_lock(calib_name(self.grid, cell))):
                 calib = self.curate(cell)
                 self.score(cell, calib)
                 self.activation_map(cell, calib)
@@ -298,29 +299,39 @@ class GridRunner:
             raise
         except Exception as err:  # noqa: BLE001 -- one failing cell is recorded; the grid goes on
             message = str(err) if isinstance(err, ColakitError) else f"{type(err).__name__}: {err}"
-            (cdir / "traceback.txt").write_text(traceback.format_exc())
+            self.paths.traceback(cell.id).write_text(traceback.format_exc())
             record.update(status="failed", error=message, **times)
             log.warning("cell %s failed: %s", cell.id, message)
         write_json_atomic(status_path, record)
         return record
 
+    def run_unit(self, unit: Cell | str) -> dict | None:
+        """One unit of the grid: the dense model (DENSE), or a cell unless another run holds its lock."""
+        if unit == DENSE:
+            self.dense()
+            return None
+        # several runs (or workers) on one directory share out its cells: each runs the ones it locks
+        with file_lock(self.paths.cell_lock(unit.id), blocking=False) as mine:
+            return self.run_cell(unit) if mine else {"cell": unit.id, "status": "elsewhere"}
+
     def run(self) -> list[dict]:
+        """The dense model and the selected cells on the executor, then the table; one record per cell."""
         _check_writable(self.rundir)
         _check_same_grid(self.rundir, self.grid)
         write_run_json(self.rundir, self.grid)
         cells = select_cells(self.grid.cells(), self.only, self.seeds)
-        self.progress("grid", None, 0, len(cells))
-        self.dense()
-        records = []
-        for i, cell in enumerate(cells):
-            # several `colakit run`s on one directory share out its cells: each runs the ones it locks
-            with file_lock(self.rundir / "cells" / f".{cell.id}.lock", blocking=False) as mine:
-                records.append(self.run_cell(cell) if mine else {"cell": cell.id, "status": "elsewhere"})
-            self.progress("grid", cell.id, i + 1, len(cells))
-        from colakit.grid.table import write_table
-
-        write_table(self.rundir, self.grid)
-        return records
+        before = {c.id: record for c in cells if (record := self.finished(c)) is not None}
+        units = [DENSE, *cells]
+        results = self.executor.map(self.run_unit, units, done=lambda u: u != DENSE and u.id in before,
+                                    label="cells", name=_unit_name)
+        records = dict(before)
+        self.progress("grid", None, len(records), len(cells))
+        for i, record in results:
+            if units[i] != DENSE:
+                records[units[i].id] = record
+                self.progress("grid", units[i].id, len(records), len(cells))
+        write_table(self.rundir, self.grid, {c.id: curate_config(self.grid, c) for c in self.grid.cells()})
+        return [records[c.id] for c in cells]
 
 
 def _remove_eval(out: Path) -> None:
@@ -340,16 +351,16 @@ def select_cells(cells: list[Cell], patterns: list[str] | None, seeds: list[int]
 
 
 def run_grid(config: str | Path | GridConfig, rundir: str | Path, progress=None,
-             only: list[str] | None = None) -> list[dict]:
+             only: list[str] | None = None, executor: Executor | None = None) -> list[dict]:
     """Run (or resume) a grid; returns one status record per cell run. The tidy table lands in ``rundir``.
 
     ``only`` restricts the run to cells matching shell-style patterns (the table still holds every
-    finished cell), so a grid can be filled in over several runs or machines sharing ``rundir``.
+    finished cell), so a grid can be filled in over several runs or machines sharing ``rundir``;
+    ``executor`` (``colakit.executors.get_executor``) runs the cells, in parallel on Ray.
     """
-    from colakit.grid.config import load_grid
-
     grid = config if isinstance(config, GridConfig) else load_grid(config)
-    return GridRunner(grid, rundir, progress, only).run()
+    return GridRunner(grid, rundir, progress, only, executor=executor).run()
 
 
-__all__ = ["GridRunner", "run_grid", "curate_config", "calib_dir", "pool_features", "score_path", "select_cells", "write_run_json"]
+__all__ = ["DENSE", "GridRunner", "run_grid", "curate_config", "pool_features", "select_cells", "stage_specs",
+           "write_run_json"]

@@ -10,26 +10,28 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from colakit.cache import atomic_path
+from colakit.curate.pipeline import CurateConfig
+from colakit.evaluate import compare, compare_models, paired_rows, read_results, retention_rows
+from colakit.evaluate.stats import adjust_pvalues
 from colakit.grid.config import Cell, GridConfig
+from colakit.grid.rundir import RESULT_COLUMNS, RESULT_SCHEMA, TIMING_COLUMNS, RunDir, calib_name
 
-COLUMNS = ("cell", "status", "error", "curation", "curation_method", "sources", "compression", "compression_method",
-           "seed", "n", "seq_len", "format", "task", "capability", "metric", "metric_kind", "value", "dense_value",
-           "retention", "retention_stderr", "delta_vs_baseline", "p_value", "p_adjusted", "significant", "flagged",
-           "flag_reason", "representativeness", "diversity", "proxy", "curate_s", "compress_s", "eval_s")
 ALPHA = 0.05
+ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
 
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _cell_columns(grid: GridConfig, cell: Cell, status: dict, rundir: Path) -> dict:
-    from colakit.grid.runner import calib_dir, curate_config, score_path
-
-    config = curate_config(grid, cell)
-    score = _read(score_path(calib_dir(rundir, grid, cell))) or {}
+def _cell_columns(grid: GridConfig, cell: Cell, status: dict, run: RunDir, config: CurateConfig) -> dict:
+    score = _read(run.calib_score(calib_name(grid, cell))) or {}
     return {
         "cell": cell.id, "status": status["status"], "error": status.get("error", ""),
         "curation": cell.curation, "curation_method": config.method, "sources": "+".join(config.sources),
@@ -37,24 +39,20 @@ def _cell_columns(grid: GridConfig, cell: Cell, status: dict, rundir: Path) -> d
         "seed": cell.seed, "n": config.n, "seq_len": config.seq_len, "format": config.format,
         **{k: score.get(k, "") for k in ("representativeness", "diversity", "proxy")},
         **{k: round(status[k], 2) if isinstance(status.get(k), float) else status.get(k, "")
-           for k in ("curate_s", "compress_s", "eval_s")},
+           for k in TIMING_COLUMNS},
     }
 
 
-def build_rows(rundir: str | Path, grid: GridConfig) -> list[dict]:
-    from colakit.evaluate import compare, read_results
-    from colakit.evaluate.stats import adjust_pvalues
-    from colakit.evaluate.runner import compare_models, paired_rows, retention_rows
-
-    rundir = Path(rundir)
-    dense = read_results(rundir / "dense" / "eval.json")
-    cells = [c for c in grid.cells() if (rundir / "cells" / c.id / "cell.json").exists()]
-    statuses = {c.id: _read(rundir / "cells" / c.id / "cell.json") for c in cells}
-    results = {c.id: read_results(rundir / "cells" / c.id / "eval.json") for c in cells
-               if statuses[c.id]["status"] == "ok"}
+def build_rows(rundir: str | Path, grid: GridConfig, configs: Mapping[str, CurateConfig]) -> list[dict]:
+    """The table's rows; ``configs``: each cell's CurateConfig by cell id (``runner.curate_config``)."""
+    run = RunDir(rundir)
+    dense = read_results(run.dense_eval)
+    cells = [c for c in grid.cells() if run.cell_json(c.id).exists()]
+    statuses = {c.id: _read(run.cell_json(c.id)) for c in cells}
+    results = {c.id: read_results(run.cell_eval(c.id)) for c in cells if statuses[c.id]["status"] == "ok"}
     rows: list[dict] = []
     for cell in cells:
-        base = _cell_columns(grid, cell, statuses[cell.id], rundir)
+        base = _cell_columns(grid, cell, statuses[cell.id], run, configs[cell.id])
         if cell.id not in results:
             rows.append({**base, "task": ""})
             continue
@@ -70,34 +68,21 @@ def build_rows(rundir: str | Path, grid: GridConfig) -> list[dict]:
     for i, p_adj in zip(tested, adjust_pvalues([float(rows[i]["p_value"]) for i in tested], method="holm")):
         rows[i]["p_adjusted"] = p_adj
         rows[i]["significant"] = bool(p_adj < ALPHA)
-    return [{c: row.get(c, "") for c in COLUMNS} for row in rows]
+    return [{c: row.get(c, "") for c in RESULT_COLUMNS} for row in rows]
 
 
-def write_table(rundir: str | Path, grid: GridConfig) -> list[dict]:
+def write_table(rundir: str | Path, grid: GridConfig, configs: Mapping[str, CurateConfig]) -> list[dict]:
     """results.csv and results.parquet in ``rundir`` (atomic)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rundir = Path(rundir)
-    rows = build_rows(rundir, grid)
-    with atomic_path(rundir / "results.csv") as tmp:
+    run = RunDir(rundir)
+    rows = build_rows(run.root, grid, configs)
+    with atomic_path(run.results_csv) as tmp:
         with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
     typed = [{k: (None if v == "" else v) for k, v in r.items()} for r in rows]
-    table = pa.Table.from_pylist(typed, schema=_schema()) if typed else pa.table({c: [] for c in COLUMNS})
-    with atomic_path(rundir / "results.parquet") as tmp:
+    schema = pa.schema([(name, ARROW_TYPES[kind]) for name, kind in RESULT_SCHEMA])
+    table = pa.Table.from_pylist(typed, schema=schema) if typed else pa.table({c: [] for c in RESULT_COLUMNS})
+    with atomic_path(run.results_parquet) as tmp:
         pq.write_table(table, tmp)
     return rows
-
-
-def _schema():
-    import pyarrow as pa
-
-    ints = {"seed", "n", "seq_len"}
-    floats = {"value", "dense_value", "retention", "retention_stderr", "delta_vs_baseline", "p_value", "p_adjusted",
-              "representativeness", "diversity", "proxy", "curate_s", "compress_s", "eval_s"}
-    bools = {"significant", "flagged"}
-    return pa.schema([(c, pa.int64() if c in ints else pa.float64() if c in floats else pa.bool_() if c in bools
-                       else pa.string()) for c in COLUMNS])

@@ -5,8 +5,9 @@ The run directory contract:
 
 - ``run.json``: name, model, created, colakit_version, baseline (curation label or null),
   sweeps ({param: [values]}), config;
-- ``results.csv``: one row per cell x task x metric (columns in ``colakit.report.data.COLUMNS``;
-  a failed cell is one row with status "failed", its error and no task);
+- ``results.csv``: one row per cell x task x metric (columns in ``colakit.grid.rundir.RESULT_COLUMNS``;
+  ``OPTIONAL_COLUMNS`` may be missing in older runs; a failed cell is one row with status "failed",
+  its error and no task);
 - ``cells/<cell>/activation_map.json`` (some cells): the candidate pool projected to 2-D, with
   the source and whether it was selected for each point.
 

@@ -1,8 +1,9 @@
 """Load a run directory written by ``colakit run`` and aggregate it into what the report shows.
 
 The contract (``RUNDIR/run.json``, ``RUNDIR/results.csv`` with one row per cell x task x metric,
-``RUNDIR/cells/<cell>/activation_map.json``) is described in ``colakit.report``. Everything here is
-plain Python on the parsed rows: no pandas, deterministic order (first appearance in results.csv).
+``RUNDIR/cells/<cell>/activation_map.json``) is described in ``colakit.report``; its paths and
+columns are ``colakit.grid.rundir``'s, shared with the writer. Everything here is plain Python on
+the parsed rows: no pandas, deterministic order (first appearance in results.csv).
 
 Aggregation choices (stated in the report itself):
 - a cell's capability retention is the mean over the capability's tasks, one row per task chosen by
@@ -24,18 +25,13 @@ import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from colakit.capabilities import CAPABILITIES
 from colakit.errors import ColakitError
+from colakit.grid.rundir import REQUIRED_COLUMNS, TIMING_COLUMNS, RunDir
 
 RUN_HINT = "run `colakit run CONFIG --out RUNDIR` first, then `colakit report RUNDIR`"
 
-COLUMNS = (
-    "cell", "status", "error", "curation", "curation_method", "sources", "compression", "compression_method",
-    "seed", "n", "seq_len", "format", "task", "capability", "metric", "metric_kind", "value", "dense_value",
-    "retention", "retention_stderr", "delta_vs_baseline", "p_value", "p_adjusted", "significant", "flagged",
-    "representativeness", "diversity", "proxy", "curate_s", "compress_s", "eval_s",
-)
 # Capabilities in the order a reader expects them; others follow in order of appearance.
-CAPABILITY_ORDER = ("LM", "Commonsense", "Knowledge", "Math", "Code", "Multilingual")
 METRIC_KINDS = ("likelihood", "accuracy")
 # Per task, which row stands for it: the requested kind, else its perplexity row (perplexity tasks
 # have only that), else whatever it has.
@@ -161,7 +157,7 @@ class Run:
         return labels
 
     def map_path(self, cell: str) -> Path | None:
-        path = self.root / "cells" / cell / "activation_map.json"
+        path = RunDir(self.root).activation_map(cell)
         return path if path.is_file() else None
 
 
@@ -174,7 +170,7 @@ def load_run(rundir: Path | str) -> Run:
     root = Path(rundir)
     if not root.is_dir():
         raise ColakitError(f"run directory {root} does not exist", RUN_HINT)
-    meta_path, csv_path = root / "run.json", root / "results.csv"
+    meta_path, csv_path = RunDir(root).run_json, RunDir(root).results_csv
     for path in (meta_path, csv_path):
         if not path.is_file():
             raise ColakitError(f"{path} is missing: {root} is not a finished `colakit run` directory", RUN_HINT)
@@ -186,7 +182,7 @@ def load_run(rundir: Path | str) -> Run:
         raise ColakitError(f"{meta_path} does not hold a JSON object", RUN_HINT)
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ColakitError(f"{csv_path} lacks the column(s) {', '.join(missing)}",
                                "it must be written by `colakit run` (rerun it with this colakit version)")
@@ -208,7 +204,7 @@ def load_run(rundir: Path | str) -> Run:
                 compression_method=row["compression_method"], seed=row["seed"],
                 settings=tuple((k, row[k]) for k in keys),
                 scores={k: _float(row[k]) for k in SCORES},
-                timings={k: _float(row[k]) for k in ("curate_s", "compress_s", "eval_s")})
+                timings={k: _float(row[k]) for k in TIMING_COLUMNS})
         if cells[name].ok and row["task"]:
             results.append(Result(
                 cell=name, task=row["task"], capability=row["capability"] or "other", metric=row["metric"],
@@ -225,7 +221,7 @@ def load_run(rundir: Path | str) -> Run:
 
 def capability_order(names) -> list[str]:
     names = _unique(names)
-    known = [c for c in CAPABILITY_ORDER if c in names]
+    known = [c for c in CAPABILITIES if c in names]
     return known + [c for c in names if c not in known]
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from colakit.errors import ColakitError
+from colakit.curate.coverage import greedy_coverage, proxy_scores, source_shares
 from colakit.curate.select.base import Selection, Selector, register
+from colakit.errors import ColakitError
 
 CHUNK = 65536  # rows per faiss search when a pool is scanned in pieces
 POINTS_PER_THREAD = 250  # faiss threads for small problems (bench/kmeans.py, 16 cores: 1000 points ran 4x faster on 4 threads than on 16)
@@ -26,9 +29,6 @@ def faiss_threads(n_points: int):
     """Fewer threads for small pools: faiss's OpenMP and numpy's BLAS (the seeding and swap
     products) both start as many threads as cores, and below ~250 points each the start-up cost
     outweighs the work."""
-    import faiss
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(limits=max(1, min(faiss.omp_get_max_threads(), n_points // POINTS_PER_THREAD))):
         yield
 
@@ -139,8 +139,6 @@ def kmeans(features: np.ndarray, k: int, seed: int, n_init: int = 2, niter: int 
     for the swaps), one chunk and 12 bytes of assignment per point. faiss's guideline is 39-256
     training points per centroid.
     """
-    import faiss
-
     n = len(features)
     rng = np.random.default_rng(seed)
     sampled = max_train is not None and n > max_train
@@ -171,8 +169,6 @@ def kmeans(features: np.ndarray, k: int, seed: int, n_init: int = 2, niter: int 
 
 def assign_chunked(features, centroids: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """(squared distance, index) of every point's nearest centroid, ``chunk`` rows at a time."""
-    import faiss
-
     index = faiss.IndexFlatL2(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     dist = np.empty(len(features), dtype=np.float32)
@@ -185,8 +181,6 @@ def assign_chunked(features, centroids: np.ndarray, chunk: int = CHUNK) -> tuple
 
 def _neighbours(features, centroids: np.ndarray, m: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
     """Each centroid's ``m`` nearest points: (distances, indices) [k, m], nearest first."""
-    import faiss
-
     cents = np.ascontiguousarray(centroids, dtype=np.float32)
     n = len(features)
     if n <= chunk:  # the whole pool in one index (the exact path small pools always took)
@@ -264,8 +258,6 @@ class ColaSelector(Selector):
 
     def plan(self, features, sources: list[str], probes: dict, weights: dict[str, float], budget: int) -> None:
         """Stage 1: each source's share of the budget from greedy weighted coverage of the probes."""
-        from colakit.curate.coverage import greedy_coverage, proxy_scores, source_shares
-
         if not self.source_selection:
             return
         chosen = greedy_coverage(features, probes, weights, budget)

@@ -31,8 +31,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from colakit.errors import ColakitError
 from colakit.curate.select.base import Selection, Selector, register
+from colakit.curate.select.selfgen import perplexities
+from colakit.errors import ColakitError
 
 
 def by_source(candidates) -> dict[str, list[int]]:
@@ -87,8 +88,6 @@ class IgspSelector(Selector):
         self.band, self.score_per_source, self.batch_size = band, score_per_source, batch_size
 
     def select(self, candidates, features, budget: int, seed: int) -> Selection:
-        from colakit.curate.select.selfgen import perplexities
-
         model, tokenizer, _ = self.bound()
         self.check_budget(candidates, budget)
         rng = np.random.default_rng(seed)
