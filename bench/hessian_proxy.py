@@ -25,20 +25,26 @@ import json
 import math
 import time
 from collections import Counter
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from colakit.calibset import CalibrationSet
 from colakit.curate.coverage import target_weights
-from colakit.curate.pipeline import CurateConfig, _sample, build_pool, build_probes, features_with_probes
 from colakit.curate.features import FeatureConfig
+from colakit.curate.pipeline import (
+    CurateConfig,
+    _sample,
+    build_pool,
+    build_probes,
+    features_with_probes,
+)
+from colakit.curate.select import get_selector
 from colakit.model.hooks import forward_until_stop, stop_after
 from colakit.model.layers import find_decoder
-from colakit.model.load import load_model, load_tokenizer, tokenizer_hash
-from colakit.curate.select import get_selector
+from colakit.model.load import ModelHandle, load_model, load_tokenizer, tokenizer_hash
 
 LINEARS = ("self_attn.q_proj", "mlp.gate_proj", "mlp.down_proj")
 
@@ -159,8 +165,8 @@ def main() -> None:
     for pooling in ("mean", "moments"):
         t = time.time()
         fc = FeatureConfig(pooling=pooling, device="cpu", dtype="float32")
-        feats[pooling], probe_feats[pooling] = features_with_probes(pool, probes, args.model, model=model,
-                                                                    tokenizer=tok, config=fc)
+        feats[pooling], probe_feats[pooling] = features_with_probes(
+            pool, probes, ModelHandle(args.model, model=model, tokenizer=tok), config=fc)
         feat_time[pooling] = time.time() - t
         print(f"features {pooling}: {feats[pooling].shape} in {feat_time[pooling]:.0f}s", flush=True)
 

@@ -35,11 +35,18 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from colakit.curate.features import FeatureConfig, FeaturePlan, compute_shard, extract_features, jl_dim, projection
+from colakit.curate.features import (
+    FeatureConfig,
+    FeaturePlan,
+    compute_shard,
+    extract_features,
+    jl_dim,
+    projection,
+)
 from colakit.curate.pipeline import CurateConfig, build_pool
 from colakit.curate.process import Candidate
 from colakit.executors import get_executor
-from colakit.model.load import load_tokenizer, resolve_model
+from colakit.model.load import ModelHandle, load_tokenizer, resolve_model
 
 
 def _hwm_mib(pid: int | str = "self") -> float | None:
@@ -115,7 +122,7 @@ def child(args) -> dict:
     base = _reset_peak()
     with tempfile.TemporaryDirectory(dir=os.environ.get("COLAKIT_CACHE")) as store, WorkerPeaks() as workers:
         t0 = time.perf_counter()
-        feats = extract_features(pool, args.model, tokenizer=tok, config=cfg.features, executor=executor,
+        feats = extract_features(pool, ModelHandle(args.model, tokenizer=tok), config=cfg.features, executor=executor,
                                  store_dir=Path(store) / "features", progress=False)
         out["features_s"] = time.perf_counter() - t0
     out["features_peak_rise_mib"] = None if base is None else _hwm_mib() - base

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import tiny_model, tiny_tokenizer
 
+from colakit.curate.features import FeatureConfig, extract_features
 from colakit.curate.pipeline import CurateConfig, build_pool, curate
+from colakit.curate.select import get_selector
 from colakit.errors import ColakitError
 from colakit.executors import FAULT_ENV, LocalExecutor, get_executor, in_order
 from colakit.executors.ray import RayExecutor, forwarded_env
-from colakit.curate.features import FeatureConfig, extract_features
-from colakit.curate.select import get_selector
-from tiny_models import tiny_model, tiny_tokenizer
+from colakit.model.load import ModelHandle
 
 try:
     import ray
@@ -95,11 +96,11 @@ def test_ray_pool_features_and_selection_match_local(ray_session, corpus, tmp_pa
     assert len(local_pool) == len(ray_pool) == sum(p["candidates"] for p in local_prov) > 64
 
     fc = FeatureConfig(shard_size=16, batch_size=4, proj_dim=24)
-    local = extract_features(local_pool, "tiny", model=model, tokenizer=tok, config=fc,
+    local = extract_features(local_pool, ModelHandle("tiny", model=model, tokenizer=tok), config=fc,
                              store_dir=tmp_path / "feat-local", progress=False)
     marker = tmp_path / "killed-once"
     monkeypatch.setenv(FAULT_ENV, f"features/1:{marker}")  # the first attempt at shard 1 kills its worker
-    remote = extract_features(ray_pool, "tiny", model=model, tokenizer=tok, config=fc, executor=executor,
+    remote = extract_features(ray_pool, ModelHandle("tiny", model=model, tokenizer=tok), config=fc, executor=executor,
                               store_dir=tmp_path / "feat-ray", progress=False)
     assert marker.exists()  # a worker did die mid-run
     assert len(list((tmp_path / "feat-ray").glob("shard-*.npy"))) == -(-len(local_pool) // 16)
@@ -131,7 +132,7 @@ def test_workers_that_cannot_start_fail_with_the_stall_timeout(ray_session, corp
     pool, _ = build_pool(CurateConfig(sources=[f"text:{corpus / 'a'}"], seq_len=24, pool_per_source=8), tok)
     stuck = RayExecutor(workers=1, gpus_per_worker=1, stall_timeout_s=5)
     with pytest.raises(ColakitError, match="Ray features units made no progress for 5 s: no worker started"):
-        extract_features(pool, "tiny", model=model, tokenizer=tok, config=FeatureConfig(shard_size=4, proj_dim=8),
+        extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok), config=FeatureConfig(shard_size=4, proj_dim=8),
                          executor=stuck, store_dir=tmp_path / "feat", progress=False)
 
 

@@ -1,12 +1,18 @@
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_model, tiny_tokenizer
 
 import colakit.curate.features as F
-from colakit.errors import ColakitError
-from colakit.curate.features import FeatureConfig, extract_features, jl_dim, pooled_activations
+from colakit.curate.features import (
+    FeatureConfig,
+    extract_features,
+    jl_dim,
+    pooled_activations,
+)
 from colakit.curate.process import Candidate
-from tiny_models import tiny_model, tiny_tokenizer
+from colakit.errors import ColakitError
+from colakit.model.load import ModelHandle
 
 
 def cands(n=20, seed=0):
@@ -45,7 +51,7 @@ def test_store_resumes_to_identical_result(tmp_path, monkeypatch):
     model, tok = tiny_model("llama"), tiny_tokenizer()
     pool = cands(50)
     cfg = FeatureConfig(shard_size=16, batch_size=4, proj_dim=32)
-    full = extract_features(pool, "tiny", model=model, tokenizer=tok, config=cfg, store_dir=tmp_path / "a",
+    full = extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok), config=cfg, store_dir=tmp_path / "a",
                             progress=False)
     assert full.shape == (50, 32) and full.dtype == np.float32
 
@@ -60,11 +66,11 @@ def test_store_resumes_to_identical_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(F, "_shard_features", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        extract_features(pool, "tiny", model=model, tokenizer=tok, config=cfg, store_dir=tmp_path / "b",
+        extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok), config=cfg, store_dir=tmp_path / "b",
                          progress=False)
     assert sorted(p.name for p in (tmp_path / "b").glob("shard-*.npy")) == ["shard-00000.npy", "shard-00001.npy"]
     calls["n"] = -100
-    resumed = extract_features(pool, "tiny", model=model, tokenizer=tok, config=cfg, store_dir=tmp_path / "b",
+    resumed = extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok), config=cfg, store_dir=tmp_path / "b",
                                progress=False)
     assert calls["n"] == -98  # only the two missing shards were computed
     np.testing.assert_array_equal(full, resumed)
@@ -85,6 +91,7 @@ sys.path.insert(0, sys.argv[3])
 import numpy as np
 import colakit.curate.features as F
 from colakit.curate.process import Candidate
+from colakit.model.load import ModelHandle
 from tiny_models import tiny_model, tiny_tokenizer
 rng = np.random.default_rng(0)
 pool = [Candidate(rng.integers(3, 250, size=16).tolist(), "", "t", str(i)) for i in range(int(sys.argv[2]))]
@@ -94,7 +101,7 @@ def slow(*a, **k):  # leave time to be killed between shards
     time.sleep(float(sys.argv[4]))
     return out
 F._shard_features = slow
-feats = F.extract_features(pool, "tiny", model=tiny_model("llama"), tokenizer=tiny_tokenizer(),
+feats = F.extract_features(pool, ModelHandle("tiny", model=tiny_model("llama"), tokenizer=tiny_tokenizer()),
                            config=F.FeatureConfig(shard_size=8, batch_size=4, proj_dim=16),
                            store_dir=sys.argv[1], progress=False)
 np.save(sys.argv[1] + ".result.npy", feats)
@@ -136,9 +143,9 @@ def test_stored_pool_and_list_share_one_store(tmp_path):
     writer.close()
     model, tok = tiny_model("llama"), tiny_tokenizer()
     cfg = FeatureConfig(shard_size=16, batch_size=4, proj_dim=16)
-    as_list = extract_features(pool, "tiny", model=model, tokenizer=tok, config=cfg, progress=False,
+    as_list = extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok), config=cfg, progress=False,
                                store_dir=tmp_path / "a")
-    stored = extract_features(StoredPool(tmp_path / "pool"), "tiny", model=model, tokenizer=tok, config=cfg,
+    stored = extract_features(StoredPool(tmp_path / "pool"), ModelHandle("tiny", model=model, tokenizer=tok), config=cfg,
                               progress=False, store_dir=tmp_path / "b")
     np.testing.assert_array_equal(as_list, stored)
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()

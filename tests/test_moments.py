@@ -6,14 +6,20 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 import colakit.curate.features as F
-from colakit.errors import ColakitError
-from colakit.curate.features import MOMENT_SITES, FeatureConfig, extract_features, pooled_activations
-from colakit.model.hooks import StopForward, forward_until_stop, stop_after
+from colakit.curate.features import (
+    MOMENT_SITES,
+    FeatureConfig,
+    extract_features,
+    pooled_activations,
+)
 from colakit.curate.process import Candidate
-from tiny_models import tiny_model, tiny_tokenizer
+from colakit.errors import ColakitError
+from colakit.model.hooks import StopForward, forward_until_stop, stop_after
+from colakit.model.load import ModelHandle
 
 
 def cands(n=12, seed=0):
@@ -71,15 +77,15 @@ def test_moments_deterministic_seeded_and_not_mean(tmp_path):
     model, tok = tiny_model("llama"), tiny_tokenizer()
     pool = cands()
     moments = FeatureConfig(pooling="moments", proj_dim=24, batch_size=4)
-    a = extract_features(pool, "tiny", model=model, tokenizer=tok, config=moments, store_dir=tmp_path / "a",
+    a = extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok), config=moments, store_dir=tmp_path / "a",
                          progress=False)
-    b = extract_features(pool, "tiny", model=model, tokenizer=tok, config=moments, store_dir=tmp_path / "b",
+    b = extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok), config=moments, store_dir=tmp_path / "b",
                          progress=False)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (12, 24) and np.isfinite(a).all()
-    other_seed = extract_features(pool, "tiny", model=model, tokenizer=tok, store_dir=tmp_path / "c",
+    other_seed = extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok), store_dir=tmp_path / "c",
                                   config=FeatureConfig(pooling="moments", proj_dim=24, seed=1), progress=False)
-    mean = extract_features(pool, "tiny", model=model, tokenizer=tok, store_dir=tmp_path / "d",
+    mean = extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok), store_dir=tmp_path / "d",
                             config=FeatureConfig(proj_dim=24), progress=False)
     assert not np.allclose(a, other_seed) and not np.allclose(a, mean)
     # distances between candidates differ too (not just a rotation of the same geometry)
@@ -91,9 +97,9 @@ def test_store_never_reuses_mean_features_for_moments(tmp_path, monkeypatch):
     monkeypatch.setenv("COLAKIT_CACHE", str(tmp_path))
     model, tok = tiny_model("llama"), tiny_tokenizer()
     pool = cands(8)
-    mean = extract_features(pool, "tiny", model=model, tokenizer=tok, config=FeatureConfig(proj_dim=16),
+    mean = extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok), config=FeatureConfig(proj_dim=16),
                             progress=False)
-    moments = extract_features(pool, "tiny", model=model, tokenizer=tok,
+    moments = extract_features(pool, ModelHandle("tiny", model=model, tokenizer=tok),
                                config=FeatureConfig(proj_dim=16, pooling="moments"), progress=False)
     stores = sorted((tmp_path / "features").iterdir())
     assert len(stores) == 2 and not np.allclose(mean, moments)

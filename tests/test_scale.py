@@ -8,16 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_model, tiny_tokenizer
 
 import colakit.curate.process as P
 from colakit.calibset import CalibrationSet, Sample
-from colakit.errors import ColakitError
-from colakit.executors import LocalExecutor, get_executor
 from colakit.curate.features import FeatureConfig, _pool_key, extract_features
 from colakit.curate.pool import Chain, PoolWriter, StoredPool
 from colakit.curate.process import Candidate, pad_right
 from colakit.curate.select.cola import assign_chunked, kmeans, nearest_unique
-from tiny_models import tiny_model, tiny_tokenizer
+from colakit.errors import ColakitError
+from colakit.executors import LocalExecutor, get_executor
+from colakit.model.load import ModelHandle
 
 
 def cands(n, seed=0):
@@ -69,7 +70,7 @@ def test_one_padding_rule(monkeypatch):
     real = P.pad_right
     monkeypatch.setattr(P, "pad_right", lambda s, p: calls.append(len(s)) or real(s, p))
     pool = [Candidate(s, "", "t", str(i)) for i, s in enumerate(seqs)]
-    extract_features(pool, "tiny", model=tiny_model("llama"), tokenizer=tiny_tokenizer(), progress=False,
+    extract_features(pool, ModelHandle("tiny", model=tiny_model("llama"), tokenizer=tiny_tokenizer()), progress=False,
                      config=FeatureConfig(proj_dim=8, batch_size=2), store_dir=Path(__import__("tempfile").mkdtemp()))
     assert calls == [2, 1]  # the feature batches were padded by the same helper
 

@@ -17,7 +17,7 @@ from colakit.compress.config import CompressionConfig
 from colakit.compress.directory import refuse_existing, write_report
 from colakit.errors import ColakitError
 from colakit.model.layers import find_decoder, weight_matrix
-from colakit.model.load import load_model, load_tokenizer
+from colakit.model.load import ModelHandle
 
 INSTALL = "pip install 'colakit[llmcompressor]' (llmcompressor==0.14.0.1)"
 IGNORE = ["lm_head", "re:.*lm_head"]
@@ -64,8 +64,8 @@ def _sparsity(model) -> dict:
     return out
 
 
-def compress_with_llmcompressor(model_name: str, cs, out_dir: str | Path, config: CompressionConfig,
-                                device: str = "auto", dtype: str = "auto", meta: dict | None = None) -> dict:
+def compress_with_llmcompressor(model: ModelHandle, cs, out_dir: str | Path, config: CompressionConfig,
+                                meta: dict | None = None) -> dict:
     """Run ``oneshot`` on the CalibrationSet ``cs`` and save a compressed-tensors checkpoint to ``out_dir``."""
     out = refuse_existing(out_dir)
     check_supported(config)
@@ -73,8 +73,7 @@ def compress_with_llmcompressor(model_name: str, cs, out_dir: str | Path, config
         raise ColakitError(f"{config.method.name} needs calibration data", "pass --calib DIR (a CalibrationSet)")
     from llmcompressor import oneshot  # the optional extra, checked by check_supported
 
-    model = load_model(model_name, device=device, dtype=dtype)
-    tokenizer = load_tokenizer(model_name)
+    tokenizer, model = model.tokenizer, model.model
     config = config.resolve(model)
     config.validate_for(model)
     recipe = build_recipe(config)

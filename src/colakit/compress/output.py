@@ -20,7 +20,7 @@ from colakit.compress.directory import refuse_existing, write_report
 from colakit.compress.engine import CompressionReport, compress
 from colakit.compress.llmcompressor_backend import compress_with_llmcompressor
 from colakit.errors import ColakitError
-from colakit.model.load import load_model, load_tokenizer, max_context
+from colakit.model.load import ModelHandle, max_context
 
 
 def save_compressed(model, tokenizer, out_dir: str | Path, report: dict) -> Path:
@@ -37,7 +37,7 @@ def save_compressed(model, tokenizer, out_dir: str | Path, report: dict) -> Path
     return out
 
 
-def load_calibration(calib_dir: str | Path, tokenizer, model_name: str):
+def load_calibration(calib_dir: str | Path, tokenizer):
     """The CalibrationSet at ``calib_dir``, checked against the model's tokenizer and context."""
     cs = CalibrationSet.load(calib_dir)
     if len(cs) == 0:
@@ -54,9 +54,9 @@ def _check_length(cs, model) -> None:
                            f"curate the set with --seq-len {limit} or less")
 
 
-def compress_to_dir(model_name: str, calib_dir: str | Path, out_dir: str | Path, config: CompressionConfig,
-                    device: str = "auto", dtype: str = "auto", backend: str = "builtin") -> dict:
-    """Load ``model_name``, compress it with the CalibrationSet at ``calib_dir``, write ``out_dir``.
+def compress_to_dir(model_name: ModelHandle | str, calib_dir: str | Path, out_dir: str | Path,
+                    config: CompressionConfig, device: str = "auto", dtype: str = "auto", backend: str = "builtin") -> dict:
+    """Load the model, compress it with the CalibrationSet at ``calib_dir``, write ``out_dir``.
 
     Returns the compression.json content. Nothing is written unless the whole run succeeds.
     """
@@ -64,18 +64,18 @@ def compress_to_dir(model_name: str, calib_dir: str | Path, out_dir: str | Path,
     config.validate()
     if backend not in ("builtin", "llmcompressor"):
         raise ColakitError(f"unknown backend {backend!r}", "use --backend builtin or llmcompressor")
-    tokenizer = load_tokenizer(model_name)
+    handle = ModelHandle.of(model_name, device=device, dtype=dtype)
+    tokenizer = handle.tokenizer
     if calib_dir is None and config.method.needs_data:
         raise ColakitError(f"{config.method.name} needs calibration data", "pass --calib DIR (a CalibrationSet)")
-    cs = load_calibration(calib_dir, tokenizer, model_name) if calib_dir is not None else None
+    cs = load_calibration(calib_dir, tokenizer) if calib_dir is not None else None
     calibration = ({"path": str(Path(calib_dir).resolve()), "content_hash": cs.content_hash, "manifest": cs.manifest}
                    if cs is not None else {})
-    meta = {"colakit_version": __version__, "model": str(model_name), "backend": backend,
+    meta = {"colakit_version": __version__, "model": handle.name, "backend": backend,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if backend == "llmcompressor":
-        return compress_with_llmcompressor(model_name, cs, out_dir, config, device, dtype,
-                                           meta | {"calibration": calibration})
-    model = load_model(model_name, device=device, dtype=dtype)
+        return compress_with_llmcompressor(handle, cs, out_dir, config, meta | {"calibration": calibration})
+    model = handle.model
     config = dataclasses.replace(config, keep_backup=False)  # a fresh model: nothing to restore on failure
     config.validate_for(model)
     ids = mask = None

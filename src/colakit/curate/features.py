@@ -36,13 +36,21 @@ from rich.progress import track
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from colakit.cache import atomic_path, cache_dir, write_json_atomic
-from colakit.curate import process  # process.pad_right: the one padding rule (tests watch it there)
+from colakit.curate import (
+    process,  # process.pad_right: the one padding rule (tests watch it there)
+)
 from colakit.curate.pool import token_hash_update
 from colakit.errors import ColakitError
 from colakit.executors import LocalExecutor
 from colakit.model.hooks import forward_until_stop, stop_after
 from colakit.model.layers import find_decoder
-from colakit.model.load import load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_model
+from colakit.model.load import (
+    ModelHandle,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+    resolve_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -302,14 +310,14 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _architecture(model_name: str, model) -> tuple[int, int, torch.dtype]:
-    """(decoder layers, hidden size, dtype); from the weights-free skeleton when no model is loaded."""
-    if model is None:
-        cfg = AutoConfig.from_pretrained(resolve_model(model_name))
+def _architecture(model: ModelHandle) -> tuple[int, int]:
+    """(decoder layers, hidden size); from the weights-free skeleton when the weights are not loaded."""
+    if not model.loaded:
+        cfg = AutoConfig.from_pretrained(resolve_model(model.name))
         with torch.device("meta"):  # layer layout without allocating a single weight
             skeleton = AutoModelForCausalLM.from_config(cfg)
-        return find_decoder(skeleton).num_layers, _hidden(skeleton), None
-    return find_decoder(model).num_layers, _hidden(model), next(model.parameters()).dtype
+        return find_decoder(skeleton).num_layers, _hidden(skeleton)
+    return find_decoder(model.model).num_layers, _hidden(model.model)
 
 
 def _hidden(model) -> int:
@@ -317,16 +325,16 @@ def _hidden(model) -> int:
     return cfg.get_text_config().hidden_size if hasattr(cfg, "get_text_config") else cfg.hidden_size
 
 
-def plan_features(candidates: Sequence, model_name: str, tokenizer, config: FeatureConfig, model=None) -> FeaturePlan:
-    """The FeaturePlan for ``candidates``; without ``model`` only the model's config is read."""
-    num_layers, hidden, dtype = _architecture(model_name, model)
-    if dtype is None:
-        dtype = resolve_dtype(config.dtype, resolve_device(config.device))
+def plan_features(candidates: Sequence, model: ModelHandle, config: FeatureConfig) -> FeaturePlan:
+    """The FeaturePlan for ``candidates``; when ``model``'s weights are not loaded only its config is read."""
+    num_layers, hidden = _architecture(model)
+    # a loaded model computes in its own dtype; workers that load it use the config's
+    dtype = model.dtype if model.loaded else resolve_dtype(config.dtype, resolve_device(config.device))
     layers = config.layer_indices(num_layers)
     width = config.layer_width(hidden) * len(layers)
     dim = min(config.proj_dim or jl_dim(len(candidates), config.jl_eps), width)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return FeaturePlan(str(model_name), tuple(layers), width, dim, config.seed, len(candidates), config.shard_size,
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    return FeaturePlan(model.name, tuple(layers), width, dim, config.seed, len(candidates), config.shard_size,
                        config.batch_size, int(pad), config.device, _dtype_name(dtype), config.pooling_args())
 
 
@@ -340,7 +348,7 @@ def compute_shard(plan: FeaturePlan, model, proj: torch.Tensor, candidates: Sequ
 
 
 def _feature_worker(plan: FeaturePlan, model) -> tuple:
-    """A feature worker's state: the caller's model (or the plan's, loaded here, once) and the projection."""
+    """A feature worker's state: the caller's loaded model (or the plan's, loaded here, once) and the projection."""
     if model is None:
         model = load_model(plan.model_name, device=plan.device, dtype=plan.dtype)
     return model, projection(plan.width, plan.dim, plan.seed)
@@ -351,22 +359,21 @@ def _worker_shard(plan: FeaturePlan, candidates: Sequence, state: tuple, shard: 
     return compute_shard(plan, model, proj, candidates, shard)
 
 
-def extract_features(candidates: Sequence, model_name: str, *, model=None, tokenizer=None,
-                     config: FeatureConfig | None = None, store_dir: Path | None = None,
+def extract_features(candidates: Sequence, model: ModelHandle | str, *, config: FeatureConfig | None = None, store_dir: Path | None = None,
                      progress: bool = True, executor=None) -> np.ndarray:
     """Projected activation features [len(candidates), proj_dim] (float32), via an on-disk store.
 
     ``executor`` (``colakit.executors``; default local) computes the shards the store lacks, one
     unit each; the driver checks and writes every shard, so the store's files do not depend on the
-    executor. Without ``model``, the workers load it (only when a shard is missing).
+    executor. When ``model``'s weights are not loaded, the workers load them (only when a shard is missing).
     """
     config = config or FeatureConfig()
     executor = executor or LocalExecutor()
     if not len(candidates):
         raise ColakitError("no candidates to extract features from", "check the sources and --seq-len")
-    tokenizer = tokenizer or load_tokenizer(model_name)
-    plan = plan_features(candidates, model_name, tokenizer, config, model)
-    meta = {"model": str(model_name), "pool": _pool_key(candidates), "n": len(candidates),
+    model = ModelHandle.of(model, device=config.device, dtype=config.dtype)
+    plan = plan_features(candidates, model, config)
+    meta = {"model": model.name, "pool": _pool_key(candidates), "n": len(candidates),
             "layers": list(plan.layers), "dim": plan.dim,
             **{k: v for k, v in asdict(config).items() if k not in ("device", "dtype", "batch_size")},
             "model_dtype": f"torch.{plan.dtype}"}
@@ -374,7 +381,8 @@ def extract_features(candidates: Sequence, model_name: str, *, model=None, token
     store = FeatureStore(store_dir or cache_dir() / "features" / key, meta)
     # what an earlier (killed) run finished is kept; only the rest is computed
     shards = executor.map(functools.partial(_worker_shard, plan, candidates), range(plan.shards),
-                          setup=functools.partial(_feature_worker, plan, model), label="features",
+                          setup=functools.partial(_feature_worker, plan, model.model if model.loaded else None),
+                          label="features",
                           done=lambda s: store.load_shard(s, _rows(plan, s), plan.dim) is not None)
     for s, arr in _progress(shards, progress, "features", total=len(shards)):
         _check_shard(plan, candidates, s, arr)

@@ -14,13 +14,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from transformers import AutoConfig
+
 from colakit.cache import cache_dir
 from colakit.calibset import CalibrationSet, Sample
-from colakit.errors import ColakitError
+from colakit.curate.coverage import CAPABILITY_SOURCES, target_weights
 from colakit.curate.features import FeatureConfig, extract_features
 from colakit.curate.pool import Chain, PoolWriter, StoredPool, scratch_dir
 from colakit.curate.process import FORMATS, PACKINGS, Candidate, SourceJob, shuffled, source_windows, windows
+from colakit.curate.select import get_selector
+from colakit.data.overlap import assert_no_overlap
+from colakit.data.sources import get_source
+from colakit.errors import ColakitError
 from colakit.executors import LocalExecutor, in_order
+from colakit.model.load import ModelHandle, max_context, resolve_model, tokenizer_hash
 
 log = logging.getLogger(__name__)
 
@@ -159,31 +166,26 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
 
     ``executor`` (``colakit.executors.get_executor``) runs source processing and feature
     extraction; it changes where the work runs, never the result (nothing about it is recorded).
+    ``model`` / ``tokenizer``: already-loaded objects for ``config.model`` (else loaded when needed).
     """
-    from colakit.model.load import load_tokenizer, max_context, tokenizer_hash
-    from colakit.curate.select import get_selector
-
     selector = get_selector(config.method, **config.method_params)
     if out is not None and Path(out).exists() and not overwrite:
         raise ColakitError(f"output directory {out} already exists", "choose another --out or delete it")
     config.validate(None)  # cheap checks before anything is loaded
-    tokenizer = tokenizer or load_tokenizer(config.model)
-    config.validate(_context_of(config.model, model, max_context))
+    handle = ModelHandle(config.model, model=model, tokenizer=tokenizer, device=config.features.device,
+                         dtype=config.features.dtype)
+    config.validate(_context_of(handle))
+    tokenizer = handle.tokenizer
     pool, provenance = build_pool(config, tokenizer, executor=executor) if selector.needs_pool else ([], [])
     if selector.needs_pool:
         selector.check_budget(pool, config.n)  # before the expensive forward passes
-    if selector.needs_model and model is None:
-        from colakit.model.load import load_model
-
-        model = load_model(config.model, device=config.features.device, dtype=config.features.dtype)
     features = None
     if selector.needs_features:
-        features, probe_feats, weights = pool_features(selector, pool, config, model=model, tokenizer=tokenizer,
-                                                       executor=executor)
+        features, probe_feats, weights = pool_features(selector, pool, config, handle, executor=executor)
         if probe_feats is not None:  # COLA stage 1: the selector plans source shares
             selector.plan(features, [c.source for c in pool], probe_feats, weights, config.n)
     if selector.needs_model:
-        selector.bind(model, tokenizer, config)
+        selector.bind(handle.model, tokenizer, config)
     selection = selector.select(pool, features, config.n, config.seed)
     chosen_from = selection.generated if selection.generated is not None else pool
     samples = [_sample(chosen_from[i], selection, k) for k, i in enumerate(selection.indices)]
@@ -207,9 +209,6 @@ def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, lis
 
     Drawn with a seed apart from the candidates' so probes are a separate random look at each domain.
     """
-    from colakit.curate.coverage import CAPABILITY_SOURCES
-    from colakit.data.sources import get_source
-
     probes = {}
     for cap in capabilities:
         names = CAPABILITY_SOURCES[cap]
@@ -223,12 +222,11 @@ def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, lis
     return probes
 
 
-def features_with_probes(items: Sequence, probes: dict[str, list[Candidate]], model_name: str, *, model, tokenizer,
+def features_with_probes(items: Sequence, probes: dict[str, list[Candidate]], model: ModelHandle, *,
                          config: FeatureConfig, executor=None):
     """Features of ``items`` and of every capability's probes, in one projected space (one extraction)."""
     flat = [p for cap in probes for p in probes[cap]]
-    feats = extract_features(Chain(items, flat), model_name, model=model, tokenizer=tokenizer, config=config,
-                             executor=executor)
+    feats = extract_features(Chain(items, flat), model, config=config, executor=executor)
     probe_feats, start = {}, len(items)
     for cap, group in probes.items():
         probe_feats[cap] = feats[start:start + len(group)]
@@ -236,7 +234,7 @@ def features_with_probes(items: Sequence, probes: dict[str, list[Candidate]], mo
     return feats[: len(items)], probe_feats
 
 
-def pool_features(selector, pool: Sequence[Candidate], config: CurateConfig, *, model=None, tokenizer=None,
+def pool_features(selector, pool: Sequence[Candidate], config: CurateConfig, model: ModelHandle | None = None, *,
                   executor=None):
     """(pool features, probe features, capability weights) in the space ``selector`` works in.
 
@@ -244,26 +242,19 @@ def pool_features(selector, pool: Sequence[Candidate], config: CurateConfig, *, 
     projected space (one extraction); others get (features, None, None). The feature store makes
     a second call with the same pool and config a cache hit (the grid's activation maps use that).
     """
+    model = model or ModelHandle(config.model, device=config.features.device, dtype=config.features.dtype)
     if not getattr(selector, "uses_coverage", False):
-        return extract_features(pool, config.model, model=model, tokenizer=tokenizer, config=config.features,
-                                executor=executor), None, None
-    from colakit.curate.coverage import target_weights
+        return extract_features(pool, model, config=config.features, executor=executor), None, None
 
     weights = target_weights(config.target, config.weights)
-    probes = build_probes(config, tokenizer, [c for c, w in weights.items() if w > 0])
-    pool_feats, probe_feats = features_with_probes(pool, probes, config.model, model=model, tokenizer=tokenizer,
-                                                   config=config.features, executor=executor)
+    probes = build_probes(config, model.tokenizer, [c for c, w in weights.items() if w > 0])
+    pool_feats, probe_feats = features_with_probes(pool, probes, model, config=config.features, executor=executor)
     return pool_feats, probe_feats, weights
 
 
-def _context_of(name: str, model, max_context) -> int | None:
-    if model is not None:
-        return max_context(model)
-    from transformers import AutoConfig
-
-    from colakit.model.load import resolve_model
-
-    return max_context(AutoConfig.from_pretrained(resolve_model(name)))
+def _context_of(model: ModelHandle) -> int | None:
+    """The model's longest context, from its config when the weights are not loaded."""
+    return max_context(model.model if model.loaded else AutoConfig.from_pretrained(resolve_model(model.name)))
 
 
 def _sample(cand: Candidate, selection, k: int) -> Sample:
@@ -275,6 +266,4 @@ def _sample(cand: Candidate, selection, k: int) -> Sample:
 
 def _check_contamination(texts: list[str], allow: bool) -> None:
     """Refuse calibration text that overlaps an evaluation set (warn instead with allow)."""
-    from colakit.data.overlap import assert_no_overlap
-
     assert_no_overlap(texts, allow=allow)

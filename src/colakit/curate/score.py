@@ -15,7 +15,7 @@ from colakit.curate.coverage import proxy_scores, target_weights
 from colakit.curate.features import FeatureConfig
 from colakit.curate.pipeline import CurateConfig, build_probes, features_with_probes
 from colakit.curate.process import Candidate
-from colakit.model.load import load_tokenizer
+from colakit.model.load import ModelHandle
 
 
 def score_set(calib: CalibrationSet | str | Path, *, model: str | None = None, target: str = "general",
@@ -24,15 +24,14 @@ def score_set(calib: CalibrationSet | str | Path, *, model: str | None = None, t
     """Proxy scores of ``calib`` for ``target``: representativeness, diversity, proxy, per-capability coverage."""
     if not isinstance(calib, CalibrationSet):
         calib = CalibrationSet.load(calib)
-    model = model or calib.manifest.get("model") or "smollm2-135m"
-    tokenizer = tokenizer or load_tokenizer(model)
+    handle = ModelHandle(model or calib.manifest.get("model"), model=loaded_model, tokenizer=tokenizer)
+    tokenizer = handle.tokenizer
     calib.check_tokenizer(tokenizer)
     cap_weights = target_weights(target, weights)
-    probe_config = CurateConfig(model=model, seq_len=int(calib.manifest.get("seq_len", 512)), seed=seed,
+    probe_config = CurateConfig(model=handle.name, seq_len=int(calib.manifest.get("seq_len", 512)), seed=seed,
                                 probes_per_capability=probes_per_capability)
     probes = build_probes(probe_config, tokenizer, [c for c, w in cap_weights.items() if w > 0])
     samples = [Candidate(s.input_ids, s.text, s.source, s.doc_id) for s in calib.samples]
-    feats, probe_feats = features_with_probes(samples, probes, model, model=loaded_model, tokenizer=tokenizer,
-                                              config=features or FeatureConfig())
+    feats, probe_feats = features_with_probes(samples, probes, handle, config=features or FeatureConfig())
     scores = proxy_scores(feats, probe_feats, cap_weights)
     return {"set": calib.content_hash, "target": target, "weights": cap_weights, **scores.as_dict()}

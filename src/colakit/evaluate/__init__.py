@@ -25,21 +25,17 @@ from colakit.evaluate.results import read_results, write_results
 from colakit.evaluate.runner import capabilities, compare, evaluate, model_hash, select_items
 from colakit.evaluate.suites import SUITES, resolve_tasks
 from colakit.evaluate.tasks import REGISTRY, get_task, register_task
-from colakit.model.load import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
+from colakit.model.load import ModelHandle
 
 
-def evaluate_model(name: str | Path | None, tasks: str | list[str] = "quick", *, limit: int | None = None,
+def evaluate_model(name: ModelHandle | str | Path | None, tasks: str | list[str] = "quick", *, limit: int | None = None,
                    seed: int = 0, device: str = "auto", dtype: str = "auto", out: str | Path | None = None,
                    allow_overlap: bool = False, config: EvalConfig | None = None, on_task=None) -> dict:
     """Load a model (built-in id, directory or hub id) and ``evaluate`` it."""
-    name = str(name or DEFAULT_MODEL)
     resolve_tasks(tasks, limit)  # bad task names or limits fail before the model loads
-    where = resolve_model(name)
-    model_dir = where if Path(where).is_dir() else None
-    tokenizer = load_tokenizer(name)
-    model = load_model(name, device=device, dtype=dtype)
-    return evaluate(model, tokenizer, tasks, limit=limit, seed=seed, config=config, out=out, model_name=name,
-                    model_dir=model_dir, allow_overlap=allow_overlap, on_task=on_task)
+    handle = ModelHandle.of(name, device=device, dtype=dtype)
+    return evaluate(handle.model, handle.tokenizer, tasks, limit=limit, seed=seed, config=config, out=out,
+                    model_name=handle.name, model_dir=handle.directory, allow_overlap=allow_overlap, on_task=on_task)
 
 
 __all__ = ["evaluate", "evaluate_model", "compare", "compare_models", "retention_rows", "paired_rows", "chance_flag",

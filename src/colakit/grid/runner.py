@@ -36,7 +36,7 @@ from colakit.executors import Executor, LocalExecutor
 from colakit.grid.config import Cell, GridConfig, load_grid
 from colakit.grid.rundir import RunDir, calib_name
 from colakit.grid.table import write_table
-from colakit.model.load import load_tokenizer
+from colakit.model.load import ModelHandle
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,10 @@ def curate_config(grid: GridConfig, cell: Cell):
                                  method_params=params.pop("params", None) or {}, **params)
 
 
-def pool_features(config, tokenizer):
+def pool_features(config, model: ModelHandle):
     """The candidate pool and its features in the space curation used (the feature store makes this a cache hit)."""
-    pool, _ = pipeline.build_pool(config, tokenizer)
-    feats, _, _ = pipeline.pool_features(get_selector(config.method, **config.method_params), pool, config,
-                                         tokenizer=tokenizer)
+    pool, _ = pipeline.build_pool(config, model.tokenizer)
+    feats, _, _ = pipeline.pool_features(get_selector(config.method, **config.method_params), pool, config, model)
     return pool, feats
 
 
@@ -145,7 +144,8 @@ class GridRunner:
         self.paths = RunDir(self.rundir)
         self.progress = progress or _no_progress
         self.executor = executor or LocalExecutor()
-        self._tokenizer = None
+        # every stage shares its tokenizer; each stage that needs weights loads its own (and frees them)
+        self.model = ModelHandle(grid.model, device=grid.device, dtype=grid.dtype)
 
     def __getstate__(self) -> dict:
         """A runner shipped to a worker leaves the driver's progress display behind (the driver reports
@@ -154,9 +154,7 @@ class GridRunner:
 
     @property
     def tokenizer(self):
-        if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.grid.model)
-        return self._tokenizer
+        return self.model.tokenizer
 
     # ------------------------------------------------------------------ stages
 
@@ -219,7 +217,7 @@ class GridRunner:
         config = curate_config(self.grid, cell)
         if out.exists() or not self.grid.map or not get_selector(config.method, **config.method_params).needs_features:
             return
-        pool, feats = pool_features(config, self.tokenizer)  # the feature store makes this a cache hit
+        pool, feats = pool_features(config, self.model)  # the feature store makes this a cache hit
         chosen = {(s.doc_id, s.start) for s in CalibrationSet.load(calib).samples}
         centred = feats - feats.mean(axis=0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)

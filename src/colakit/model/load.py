@@ -290,3 +290,57 @@ def max_context(model_or_config) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+class ModelHandle:
+    """One model as every stage passes it: the name results record, and its tokenizer and weights.
+
+    Each is loaded once, on first use, so a stage that finds its work already done (every feature
+    shard cached, say) never loads the weights. Already-loaded objects (an in-memory test model, a
+    model the caller compressed) are handed in as ``model=`` / ``tokenizer=``.
+    """
+
+    def __init__(self, name: str | Path | None = None, *, model=None, tokenizer=None,
+                 device: str = "auto", dtype: str | torch.dtype = "auto"):
+        self.name = str(name or DEFAULT_MODEL)
+        self._model, self._tokenizer = model, tokenizer
+        self.device_request, self.dtype_request = device, dtype
+
+    def __repr__(self) -> str:
+        return f"ModelHandle({self.name!r}, loaded={self.loaded})"
+
+    @classmethod
+    def of(cls, model: ModelHandle | str | Path | None, **kw) -> ModelHandle:
+        """``model`` itself when it is a handle, else a handle on that name (``kw`` as for the constructor)."""
+        return model if isinstance(model, ModelHandle) else cls(model, **kw)
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.name)
+        return self._tokenizer
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = load_model(self.name, device=self.device_request, dtype=self.dtype_request)
+        return self._model
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (``model`` would not load them)."""
+        return self._model is not None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self._model.parameters()).device if self.loaded else resolve_device(self.device_request)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self._model.parameters()).dtype if self.loaded else resolve_dtype(self.dtype_request, self.device)
+
+    @property
+    def directory(self) -> Path | None:
+        """The local model directory (a built-in's cache, or the directory given); None for a hub id."""
+        where = Path(resolve_model(self.name))
+        return where if where.is_dir() else None
