@@ -4,10 +4,21 @@
 this process or on Ray workers) and writes the tidy table (``results.csv``/``results.parquet``) that
 ``colakit report`` reads. ``RunDir`` and ``RESULT_COLUMNS`` (``colakit.grid.rundir``) say where
 everything is in the run directory.
+
+The names below are imported on first use: reading a run directory (``colakit report``) needs
+``rundir`` alone, not the model stack that running a grid loads.
 """
 
-from colakit.grid.config import Cell, GridConfig, load_grid, parse_grid
-from colakit.grid.rundir import RESULT_COLUMNS, RunDir
-from colakit.grid.runner import GridRunner, run_grid
+import importlib
 
-__all__ = ["Cell", "GridConfig", "GridRunner", "RESULT_COLUMNS", "RunDir", "load_grid", "parse_grid", "run_grid"]
+_HOMES = {"Cell": "config", "GridConfig": "config", "load_grid": "config", "parse_grid": "config",
+          "RESULT_COLUMNS": "rundir", "RunDir": "rundir", "GridRunner": "runner", "run_grid": "runner"}
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+
+
+__all__ = sorted(_HOMES)

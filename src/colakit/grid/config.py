@@ -14,7 +14,14 @@ from pathlib import Path
 
 import yaml
 
+from colakit.compress import CompressionConfig
+from colakit.compress.config import config_keys
+from colakit.compress.methods import ParameterError
+from colakit.curate.features import FeatureConfig
+from colakit.curate.pipeline import CurateConfig, defaults_for
+from colakit.curate.select import SELECTORS
 from colakit.errors import ColakitError
+from colakit.evaluate.suites import resolve_tasks
 
 TOP_KEYS = ("name", "model", "seeds", "baseline", "defaults", "curation", "compression", "sweep", "sweeps",
             "evaluate", "score", "map", "device", "dtype", "keep_models")
@@ -22,8 +29,7 @@ TOP_KEYS = ("name", "model", "seeds", "baseline", "defaults", "curation", "compr
 CURATE_KEYS = ("method", "sources", "n", "seq_len", "format", "packing", "pool_per_source", "split_seed",
                "heldout_fraction", "allow_overlap", "params", "features", "target", "weights",
                "probes_per_capability", "for_compression")
-FEATURE_KEYS = tuple(f.name for f in dataclasses.fields(__import__("colakit.curate.features", fromlist=["x"]).FeatureConfig)
-                     if f.name not in ("device", "dtype"))
+FEATURE_KEYS = tuple(f.name for f in dataclasses.fields(FeatureConfig) if f.name not in ("device", "dtype"))
 SWEEP_KEYS = ("n", "seq_len", "format", "packing", "pool_per_source")
 SWEEP_SCOPE = "curations"  # a sweep block's optional list of the curation labels it applies to
 EVAL_KEYS = ("tasks", "limit", "seed", "ppl_seq_len")
@@ -31,8 +37,6 @@ SCORE_KEYS = ("target", "probes", "feature_layers")
 
 
 def _compression_keys() -> tuple[str, ...]:
-    from colakit.compress.config import config_keys
-
     return (*config_keys(), "backend")
 
 
@@ -119,8 +123,6 @@ class GridConfig:
 
     def base_curation(self, curation: str, compression: str) -> dict:
         """A curation's parameters before any sweep, with n, seq_len, format and packing resolved."""
-        from colakit.curate.pipeline import CurateConfig, defaults_for
-
         params = dict(self.curation[curation].params)
         method_aware = params.pop("for_compression", False)
         defaults = defaults_for(self.compression[compression].params["method"]) if method_aware else {}
@@ -178,10 +180,6 @@ def load_grid(path: str | Path) -> GridConfig:
 
 
 def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
-    from colakit.compress import CompressionConfig
-    from colakit.compress.methods import ParameterError
-    from colakit.curate.select import SELECTORS
-
     check = check or _Checker("grid config", {})
     check.keys(raw, TOP_KEYS, (), "the grid config")
     for key in ("curation", "compression"):
@@ -222,7 +220,6 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     if baseline is not None and baseline not in curation:
         check.fail(("baseline",), f"baseline {baseline!r} is not a curation label", f"use one of: {', '.join(curation)}")
     evaluate = {"tasks": "quick", "seed": 0, **check.keys(raw.get("evaluate") or {}, EVAL_KEYS, ("evaluate",), "evaluate")}
-    from colakit.evaluate.suites import resolve_tasks
 
     try:
         resolve_tasks(evaluate["tasks"], evaluate.get("limit"))

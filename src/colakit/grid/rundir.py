@@ -28,8 +28,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from colakit.grid.config import Cell, GridConfig
+if TYPE_CHECKING:  # annotations only: reading a run directory must not load what running a grid needs
+    from colakit.grid.config import Cell, GridConfig
 
 # results.csv's columns in order, with the type results.parquet stores each as (empty cells: null).
 RESULT_SCHEMA: tuple[tuple[str, type], ...] = (
