@@ -5,12 +5,13 @@ import json
 
 import pytest
 import yaml
+from tiny_models import tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from colakit.cli import app
 from colakit.errors import ColakitError
 from colakit.grid import load_grid, parse_grid, run_grid
-from tiny_models import tiny_model, tiny_tokenizer
+from colakit.provenance import provenance
 
 BASE = {
     "model": "m", "seeds": [0],
@@ -167,6 +168,14 @@ def test_tiny_grid_end_to_end_with_a_failing_cell_and_resume(tiny_grid, monkeypa
     import pyarrow.parquet as pq
 
     assert pq.read_table(rundir / "results.parquet").num_rows == len(rows)
+    # every row says which code made it (the test runs in a git checkout) and with which settings
+    made = provenance()
+    assert made["git_commit"] and all(r["git_commit"] == made["git_commit"] for r in rows)
+    assert all(r["colakit_version"] == made["colakit_version"] and len(r["config_hash"]) == 16 for r in rows)
+    assert len({r["config_hash"] for r in ok}) == 4  # one per cell: the settings differ
+    run_json = json.loads((rundir / "run.json").read_text())
+    assert run_json["git_commit"] == made["git_commit"]
+    assert json.loads((rundir / "dense" / "eval.json").read_text())["git_commit"] == made["git_commit"]
 
     # a second run redoes nothing that finished: compressing or curating again would fail here
     import colakit.compress as compress_mod

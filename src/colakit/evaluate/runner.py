@@ -20,14 +20,18 @@ from typing import Callable
 import numpy as np
 import torch
 
-from colakit import __version__
 from colakit.calibset import CalibrationSet
 from colakit.capabilities import CAPABILITIES
 from colakit.data.overlap import assert_no_overlap
 from colakit.errors import ColakitError
 from colakit.evaluate import results as res
 from colakit.evaluate.comparison import (  # noqa: F401  (compare and friends are part of this module's API)
-    chance_flag, compare, compare_models, paired_rows, primary_value, retention_rows,
+    chance_flag,
+    compare,
+    compare_models,
+    paired_rows,
+    primary_value,
+    retention_rows,
 )
 from colakit.evaluate.config import EvalConfig
 from colakit.evaluate.generate import generate
@@ -36,6 +40,7 @@ from colakit.evaluate.perplexity import perplexity
 from colakit.evaluate.suites import resolve_tasks
 from colakit.evaluate.tasks import Task, get_task
 from colakit.model.load import tokenizer_hash
+from colakit.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +179,13 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
         out_tasks[name] = result
         if on_task:
             on_task(name, result)
+    requested = tasks if isinstance(tasks, str) else ",".join(tasks)
     results = {"schema": res.SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "model": ident, "tasks_requested": tasks if isinstance(tasks, str) else ",".join(tasks),
+               "model": ident, "tasks_requested": requested,
                "limit": limit, "seed": cfg.seed, "settings": settings, "overlap": overlap,
                "tasks": out_tasks, "capabilities": capabilities(out_tasks),
-               "wall_time_s": round(time.time() - started, 2), "colakit_version": __version__}
+               "wall_time_s": round(time.time() - started, 2), **provenance(),
+               "config_hash": res.fingerprint([requested, limit, cfg.seed, settings])}
     if out:
         res.write_results(Path(out), results)
     return results

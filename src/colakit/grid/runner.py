@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from colakit import __version__, compress
+from colakit import compress
 from colakit.cache import file_lock, write_json_atomic
 from colakit.calibset import CalibrationSet
 from colakit.curate import pipeline  # pipeline.curate: tests replace it there to watch what a run redoes
@@ -37,6 +37,7 @@ from colakit.grid.config import Cell, GridConfig, load_grid
 from colakit.grid.rundir import RunDir, calib_name
 from colakit.grid.table import write_table
 from colakit.model.load import ModelHandle
+from colakit.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def _check_same_grid(rundir: Path, grid: GridConfig) -> None:
 def write_run_json(rundir: Path, grid: GridConfig) -> None:
     write_json_atomic(RunDir(rundir).run_json, {
         "name": grid.name, "model": grid.model, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "colakit_version": __version__, "baseline": grid.baseline, "sweeps": grid.sweeps,
+        **provenance(), "baseline": grid.baseline, "sweeps": grid.sweeps,
         "fingerprint": grid.fingerprint(), "cells": [c.id for c in grid.cells()], "config": grid.raw,
     })
 
@@ -278,7 +279,8 @@ class GridRunner:
                     shutil.rmtree(cdir)
         cdir.mkdir(parents=True, exist_ok=True)
         record = {"cell": cell.id, "curation": cell.curation, "compression": cell.compression,
-                  "settings": cell.settings, "seed": cell.seed, "spec": spec}
+                  "settings": cell.settings, "seed": cell.seed, "spec": spec, **provenance(),
+                  "config_hash": _digest(spec)}
         times = {}
         try:
             t0 = time.time()

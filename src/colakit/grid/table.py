@@ -20,7 +20,7 @@ from colakit.curate.pipeline import CurateConfig
 from colakit.evaluate import compare, compare_models, paired_rows, read_results, retention_rows
 from colakit.evaluate.stats import adjust_pvalues
 from colakit.grid.config import Cell, GridConfig
-from colakit.grid.rundir import RESULT_COLUMNS, RESULT_SCHEMA, TIMING_COLUMNS, RunDir, calib_name
+from colakit.grid.rundir import PROVENANCE_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TIMING_COLUMNS, RunDir, calib_name
 
 ALPHA = 0.05
 ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
@@ -40,6 +40,7 @@ def _cell_columns(grid: GridConfig, cell: Cell, status: dict, run: RunDir, confi
         **{k: score.get(k, "") for k in ("representativeness", "diversity", "proxy")},
         **{k: round(status[k], 2) if isinstance(status.get(k), float) else status.get(k, "")
            for k in TIMING_COLUMNS},
+        **{k: status.get(k, "") for k in PROVENANCE_COLUMNS},  # cells run before provenance was kept: empty
     }
 
 

@@ -634,6 +634,13 @@ def task_details(run: Run) -> list[TaskDetail]:
 METRIC_DEFINITION = ("retention = compressed/dense for accuracies, dense/compressed for perplexity and bits per byte "
                      "(1.0 = nothing lost, higher is better)")
 SPREAD_NOTE = "± is the standard deviation over seeds; with one seed, the standard error"
+def made_with(meta: dict) -> str:
+    """What made a run, from its run.json: "colakit 0.1.0 at commit 1a2b3c4 (uncommitted changes)"."""
+    commit = meta.get("git_commit")
+    where = f" at commit {commit[:7]}" + (" (uncommitted changes)" if meta.get("git_dirty") else "") if commit else ""
+    return f"colakit {meta.get('colakit_version', '?')}{where}"
+
+
 SIGNIFICANCE_NOTE = ("* a task of this capability is significantly better than the baseline curation "
                      "(multiple-comparison corrected p), † significantly worse")
 BEST_MARK = "▲"

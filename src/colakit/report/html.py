@@ -366,7 +366,7 @@ def render_html(run: d.Run, metric_kind: str = "likelihood", cell: str | None = 
     ]
     body = "".join(_section(a, t, b) for a, t, b in sections)
     footer = (f"<footer>colakit {esc(__version__)} · <code>colakit report {esc(run.root)}</code> · run created "
-              f"{esc(run.meta.get('created', '?'))} with colakit {esc(run.meta.get('colakit_version', '?'))}</footer>")
+              f"{esc(run.meta.get('created', '?'))} with {esc(d.made_with(run.meta))}</footer>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{esc(run.name)}: colakit report</title><style>{CSS}</style></head><body><main>"

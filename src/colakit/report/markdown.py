@@ -79,7 +79,7 @@ def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
     block = "compression method" + (" and setting" if table.setting_keys else "")
     out = [f"# {run.name}: colakit report", "",
            f"model **{run.model}**, baseline **{run.baseline or 'none'}**, {ok} cell(s) ok, {failed} failed; "
-           f"capability metric: **{metric_kind}**.", "",
+           f"capability metric: **{metric_kind}**; run made with {d.made_with(run.meta)}.", "",
            f"{d.METRIC_DEFINITION}.", "",
            headline_markdown(run, table),
            f"Bold {d.BEST_MARK}: best curation in the column within each {block}. {d.SPREAD_NOTE}. "
