@@ -1,4 +1,13 @@
-"""The ``colakit`` command: one typer app; each command group lives in its own module beside this one."""
+"""The ``colakit`` command: one typer app; each command group lives in its own module beside this one.
+
+Streams, as pip, git and lm-eval use them: results (tables, listings, JSON, the paths a command
+made) go to standard output through ``out``; logs, progress, warnings and errors go to standard
+error through ``console``. Text a user gave (paths, names, messages quoting them) goes through
+``escape`` before rich prints it, so square brackets in it are printed, not read as markup.
+
+Exit codes: 0 success; 1 an unexpected failure (a bug: one line, ``-v`` for the traceback);
+2 a usage error or bad input (the message names the problem and the fix); 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,12 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape as _escape
 
+from colakit import __version__
 from colakit.errors import ColakitError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = typer.Typer(
     name="colakit",
@@ -17,25 +30,53 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    epilog="Exit codes: 0 ok, 1 failure, 2 usage error or bad input, 130 interrupted.",
 )
-console = Console(stderr=True)
+console = Console(stderr=True)  # logs, progress, warnings, errors
+out = Console()  # results
+
+
+def escape(text) -> str:
+    """``text`` as rich prints it verbatim (``[v2]`` stays ``[v2]``)."""
+    return _escape(str(text))
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"colakit {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details and show tracebacks.")):
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details and show tracebacks."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print colakit's version and exit.")):
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if verbose:
         os.environ["COLAKIT_TRACEBACK"] = "1"
 
 
+def _fail(message: str, code: int) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Entry point: user errors print one line (no traceback unless --verbose/COLAKIT_TRACEBACK=1)."""
+    """Entry point: every error is one line on stderr and an exit code (a traceback only with -v).
+
+    typer itself prints usage errors (exit 2) and turns Ctrl-C into exit 130; what reaches here is
+    colakit's own errors (bad input: exit 2) and anything unexpected (exit 1).
+    """
     import colakit.cli  # noqa: F401  (registers every command module)
 
     try:
-        app()  # standalone: click prints usage errors itself (exit 2); our errors come through here
+        app()
     except ColakitError as err:
         if os.environ.get("COLAKIT_TRACEBACK"):
             raise
-        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(err), EXIT_BAD_INPUT)
+    except Exception as err:  # noqa: BLE001 -- a bug: one line, the traceback behind -v
+        if os.environ.get("COLAKIT_TRACEBACK"):
+            raise
+        _fail(f"{type(err).__name__}: {err} (a colakit bug: rerun with -v for the traceback, and please report it)",
+              EXIT_FAILURE)

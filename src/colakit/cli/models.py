@@ -7,7 +7,7 @@ import time
 import typer
 from rich.table import Table
 
-from colakit.cli.app import app, console
+from colakit.cli.app import app, console, out
 
 models_app = typer.Typer(help="Fetch and list models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -22,7 +22,7 @@ def list_models():
     for mid, spec in BUILTIN_MODELS.items():
         table.add_row(mid + (" (default)" if mid == DEFAULT_MODEL else ""),
                       "yes" if _cached_ok(_model_dir(mid)) else "no", spec.description)
-    console.print(table)
+    out.print(table)
 
 
 @models_app.command("fetch")
