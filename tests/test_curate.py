@@ -104,3 +104,41 @@ def test_cli_defaults_to_cola_over_the_general_sources(tmp_path, monkeypatch):
     assert "stopped by the test" in str(result.exception)
     assert seen["config"].method == "cola"
     assert list(seen["config"].sources) == ["c4", "wiki", "code", "math", "commonsense", "multilingual"]
+
+
+def test_cli_your_own_data_fields_heldout_and_quoted_paths(tmp_path):
+    import json
+
+    odd = tmp_path / "my,qa:[1].jsonl"
+    odd.write_text("".join(json.dumps({"prompt": f"What is {i} plus two?", "response": f"It is {i + 2}."}) + "\n"
+                           for i in range(40)))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "colakit", *a],  # noqa: E731
+                                    capture_output=True, text=True)
+    ok = run("curate", "--sources", f'c4,"{odd}"', "--out", str(tmp_path / "set"), "--method", "random", "--n", "4",
+             "--seq-len", "32", "--format", "qa", "--field", "question=prompt", "--field", "answer=response",
+             "--heldout-fraction", "0")
+    assert ok.returncode == 0, ok.stderr
+    assert "?question=prompt&answer=response: 40 documents for calibration, 0 held out" in ok.stderr
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    mine = manifest["sources"][1]
+    assert mine["format"] == {"format": "qa", "documents": mine["format"]["documents"],
+                              "fields": {"question": "prompt", "answer": "response"}}
+    assert mine["format"]["documents"]["unchanged"] == 0 and manifest["sources"][0]["format"]["documents"][
+        "formatted"] == 0  # c4 has no Q&A fields: left as it was, and the manifest says so
+    bad = run("curate", "--sources", f'"{odd}"', "--out", str(tmp_path / "x"), "--format", "qa")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert "no question/answer fields for --format qa" in bad.stderr and "--field question=COL" in bad.stderr
+    unquoted = run("curate", "--sources", str(odd), "--out", str(tmp_path / "x"))
+    assert unquoted.returncode == 2 and "at its comma -- put it in double quotes" in unquoted.stderr
+
+
+def test_the_spec_grammar_is_in_the_help():
+    from typer.testing import CliRunner
+
+    from colakit.cli import app
+
+    for args in (["curate", "--help"], ["sources", "--help"]):
+        text = CliRunner().invoke(app, args, env={"COLUMNS": "100"}).output
+        for needle in ("save_to_disk", "validation[:1000]", "split=train[:10%]", "double-quote", "limit=N", "template=T", ".gz/.zst", "[[]"):
+            assert needle in text, (args, needle)
+    assert "--heldout-fraction" in CliRunner().invoke(app, ["curate", "--help"], env={"COLUMNS": "100"}).output

@@ -68,3 +68,47 @@ def test_formats():
 
 def test_shuffled_is_seeded():
     assert shuffled(range(50), 1) == shuffled(range(50), 1) != shuffled(range(50), 2)
+
+
+# --------------------------------------------------------------------------- issue 22: bounded-memory sampling
+
+
+def _stream(k=300, size=50):
+    return lambda: (Doc("x" * (size + i % 7), doc_id=f"d{i}") for i in range(k))
+
+
+def test_a_source_within_the_bound_is_shuffled_as_before():
+    from colakit.curate.process import DocumentSample
+
+    sample = DocumentSample(_stream(), 3, need_chars=100, bound=10**9)
+    assert not sample.bounded and sample.documents_read == 300
+    assert [d.doc_id for d in sample] == [d.doc_id for d in shuffled(_stream()(), 3)]
+
+
+def test_beyond_the_bound_the_order_is_seeded_flat_and_needs_no_estimate():
+    from colakit.curate.process import DocumentSample, sample_key
+
+    full = sorted(_stream()(), key=lambda d: sample_key(d.doc_id, 5))
+    small = DocumentSample(_stream(), 5, need_chars=200, need_docs=2, bound=1000)
+    assert small.bounded and small.documents_read == 300
+    assert len(small._first) < 10  # kept: what the pool needs, not the source
+    # reading on goes to further passes over the stream, in the same order: the estimate never changes the pool
+    assert [d.doc_id for d in small] == [d.doc_id for d in full]
+    big = DocumentSample(_stream(), 5, need_chars=5000, bound=1000)
+    assert [d.doc_id for d in big][:40] == [d.doc_id for d in full][:40]
+    counted = DocumentSample(_stream(), 5, need_chars=0, need_docs=4, bound=1000)  # truncate: documents, not text
+    assert len(counted._first) == 4 and [d.doc_id for d in counted][:40] == [d.doc_id for d in full][:40]
+    other = DocumentSample(_stream(), 6, need_chars=200, bound=1000)
+    assert [d.doc_id for d in other][:20] != [d.doc_id for d in full][:20]
+
+
+def test_chat_renders_messages_and_counts_what_a_format_changed():
+    tok = tiny_tokenizer()
+    tok.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
+    chat = Doc("raw", fields={"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
+    assert render(chat, "chat", tok) == "<user>hi\n<assistant>yo\n"
+    assert render(chat, "qa", tok) == "raw"  # qa needs question/answer: user sources are checked before this
+    qa = Doc("raw", doc_id="q", fields={"question": "What is 2+3?", "reasoning": "", "answer": "5"})
+    counts = {}
+    list(windows([qa, Doc("web text " * 20, doc_id="w"), chat], tok, 16, fmt="chat", counts=counts))
+    assert counts == {"formatted": 2, "unchanged": 1}

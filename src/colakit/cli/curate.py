@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -10,13 +11,24 @@ import typer
 from rich.table import Table
 
 from colakit.cli.app import app, console
+from colakit.data.spec import HELP as SPEC_HELP
 from colakit.executors import EXECUTORS
 
 DEFAULT_SOURCES = ("c4", "wiki", "code", "math", "commonsense", "multilingual")
 
 
-def _split_csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+def _user_fields(specs: list[str], fields: dict[str, str]) -> list[str]:
+    """``--field`` mappings onto every user spec (named sources carry their own fields)."""
+    from colakit.data.sources import NAMED_SOURCES
+    from colakit.data.spec import with_options
+    from colakit.errors import ColakitError
+
+    if not fields:
+        return specs
+    if all(s in NAMED_SOURCES for s in specs):
+        raise ColakitError("--field maps your own data's fields, but every source is a named one",
+                           "add your source to --sources (e.g. data.jsonl), or drop --field")
+    return [s if s in NAMED_SOURCES else with_options(s, fields) for s in specs]
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -34,7 +46,23 @@ def _parse_params(items: list[str]) -> dict:
     return out
 
 
-@app.command()
+class _ConsoleLines(logging.Handler):
+    """Log records as plain lines on the (stderr) console, above its spinner; specs are not markup."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(record.getMessage(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _report_splits() -> None:
+    """Show the pipeline's one line per user source (documents per part) on stderr."""
+    log = logging.getLogger("colakit.curate.pipeline.split")
+    if not any(isinstance(h, _ConsoleLines) for h in log.handlers):
+        log.addHandler(_ConsoleLines())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+@app.command(epilog=SPEC_HELP)
 def curate(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory for the CalibrationSet."),
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Built-in id, model directory or hub id."),
@@ -42,7 +70,9 @@ def curate(
     # than random C4 after SparseGPT 50% and GPTQ w4; adding the multilingual source (the general target
     # probes it) kept more again after SparseGPT and as much after GPTQ.
     sources: str = typer.Option(",".join(DEFAULT_SOURCES), "--sources", "-s",
-                                help="Comma-separated sources (see `colakit sources list`)."),
+                                help="Comma-separated source specs: named sources (colakit sources list) or your "
+                                "own files, folders, globs, saved or hub datasets (grammar below; a spec with a "
+                                "comma goes in double quotes)."),
     method: str = typer.Option("cola", "--method", help="Curation method (selector): cola, random, mix-uniform, "
                                "igsp, zipcal, self-gen, self-cal."),
     n: int = typer.Option(None, "--n", help="Number of calibration samples, the budget (default 128, or per --compression)."),
@@ -50,7 +80,16 @@ def curate(
     compression: str = typer.Option(None, "--compression", help="sparsegpt, wanda, gptq or awq: the method the set is "
                                     "for; sets --n/--seq-len defaults (pruning 128 x 2048, AWQ 64 x 512)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same inputs and seed give the same set."),
-    fmt: str = typer.Option("plain", "--format", help="plain, qa, qa-cot or chat."),
+    fmt: str = typer.Option("plain", "--format", help="plain, qa, qa-cot or chat. Your own data needs the fields: "
+                            "--field question=COL --field answer=COL (qa, qa-cot, chat) or --field messages=COL (chat)."),
+    field_map: list[str] = typer.Option(None, "--field", help="ROLE=FIELD (repeatable) for your own sources: text, "
+                                        "question, answer, reasoning, messages, e.g. --field question=prompt "
+                                        "--field answer=response. A spec's own ?question=... wins."),
+    heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", help="Fraction of each source's documents "
+                                           "held out of calibration, by a seeded hash of the document id. The "
+                                           "default is the same for named sources and your own (whose counts are "
+                                           "printed on stderr); 0 uses every document; ?heldout=F on one spec sets "
+                                           "that source alone."),
     packing: str = typer.Option("pack", "--packing", help="pack (concatenate + cut) or truncate (one doc each)."),
     pool: int = typer.Option(None, "--pool", help="Candidate windows per source (default max(8n, 256))."),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Warn instead of refusing on eval overlap."),
@@ -79,17 +118,20 @@ def curate(
     from colakit.curate.pipeline import defaults_for
     from colakit.executors import get_executor
     from colakit.curate.features import FeatureConfig
+    from colakit.data.spec import parse_field_flags, split_specs
 
     defaults = defaults_for(compression)
     n = defaults["n"] if n is None else n
     seq_len = defaults["seq_len"] if seq_len is None else seq_len
-    config = CurateConfig(model=model, compression=compression, sources=_split_csv(sources), method=method, n=n, seq_len=seq_len,
-                          seed=seed, format=fmt, packing=packing, pool_per_source=pool,
+    specs = _user_fields(split_specs(sources), parse_field_flags(field_map or []))
+    config = CurateConfig(model=model, compression=compression, sources=specs, method=method, n=n, seq_len=seq_len,
+                          seed=seed, format=fmt, packing=packing, pool_per_source=pool, heldout_fraction=heldout_fraction,
                           allow_overlap=allow_overlap, target=target, weights=parse_weights(weights),
                           method_params=_parse_params(param or []),
                           features=FeatureConfig(layers=feature_layers, proj_dim=proj_dim, device=device, dtype=dtype,
                                                    pooling=feature_pooling))
     runner = get_executor(executor, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+    _report_splits()
     t0 = time.time()
     with console.status(f"curating {n} x {seq_len} tokens from {sources} with {method} ({executor})"):
         calib = run_curate(config, out=out, overwrite=overwrite, executor=runner)

@@ -11,10 +11,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from colakit.cli.app import app, console
+from colakit.data.spec import HELP as SPEC_HELP
 from colakit.errors import ColakitError
 
 data_app = typer.Typer(help="Fetch and verify the offline data.", no_args_is_help=True)
-sources_app = typer.Typer(help="Calibration sources.", no_args_is_help=True)
+sources_app = typer.Typer(help="Calibration sources: the named ones (list) and your own data (show SPEC). "
+                          "Every command that takes --sources reads the specs below.", epilog=SPEC_HELP,
+                          no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(sources_app, name="sources")
 
@@ -104,13 +107,52 @@ def list_sources(seed: int = typer.Option(0, help="Seed of the calibration/held-
             stats = source_stats(src)
         table.add_row(name, f"{stats['calibration']:,}", f"{stats['heldout']:,}", f"{stats['words']:,}", src.origin)
     console.print(table)
-    console.print("token counts are whitespace-separated words (subword tokenizers give more). User specs: text:PATH, jsonl:PATH[:FIELD], parquet:PATH[:FIELD], hf:NAME[:CONFIG[:SPLIT]]")
+    console.print("token counts are whitespace-separated words (subword tokenizers give more). "
+                  "Your own data: colakit sources --help (the spec grammar), colakit sources show SPEC.")
+
+
+@sources_app.command("show", epilog=SPEC_HELP)
+def show_source(spec: str = typer.Argument(..., help="A source spec (named, or your own data; see below)."),
+                seed: int = typer.Option(0, help="Seed of the calibration/held-out split."),
+                heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", help="Fraction of documents held out."),
+                fmt: str = typer.Option("plain", "--format", help="Check that the source can give this format."),
+                field_map: list[str] = typer.Option(None, "--field", help="ROLE=FIELD, as colakit curate takes it."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout.")):
+    """Read one source as colakit curate would: documents per part, size, its first document."""
+    from colakit.data.sources import NAMED_SOURCES, get_source
+    from colakit.data.spec import parse_field_flags, with_options
+
+    fields = parse_field_flags(field_map or [])
+    spec = with_options(spec, fields) if fields and spec not in NAMED_SOURCES else spec
+    src = get_source(spec, seed=seed, heldout_fraction=heldout_fraction)
+    src.check(fmt)
+    parts: dict = {}
+    first, chars = None, 0
+    with console.status(f"reading {spec}"):
+        for doc in src.documents("all", tally=parts):
+            first = first or doc
+            chars += len(doc.text)
+    plan = getattr(src, "plan", None)
+    info = {"spec": spec, "name": src.name, "origin": src.origin, "calibration": parts.get("calibration", 0),
+            "heldout": parts.get("heldout", 0), "characters": chars, "split": src.split_info(),
+            "fields": dict(plan.mapping) if plan is not None and plan.mapping else None,
+            "first_doc_id": first.doc_id if first else None}
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    table = Table(title=f"source {spec}", show_header=False)
+    for key in ("name", "origin", "calibration", "heldout", "characters", "fields", "first_doc_id"):
+        value = info[key]
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+    if first is not None:
+        console.print(f"[dim]first document:[/] {first.text[:300]!r}", highlight=False)
 
 
 def read_texts(path: Path) -> list[str]:
     """Texts to check: a CalibrationSet directory (``samples.jsonl``), a JSONL file with a "text"
     field per line, or a plain text file (one text per blank-line-separated paragraph)."""
-    from colakit.data.sources import split_paragraphs
+    from colakit.data.readers import jsonl_records, paragraphs
 
     if path.is_dir():
         if not (path / "samples.jsonl").exists():
@@ -119,15 +161,9 @@ def read_texts(path: Path) -> list[str]:
     if not path.exists():
         raise ColakitError(f"{path} does not exist", "check the path")
     if path.suffix != ".jsonl":
-        return split_paragraphs(path.read_text(encoding="utf-8"))
+        return list(paragraphs(path))  # non-UTF-8 text: one line naming the file and line
     texts = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ColakitError(f"{path} line {lineno} is not valid JSON ({err.msg})", "one JSON object per line") from err
+    for _, lineno, record in jsonl_records(path):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise ColakitError(f"{path} line {lineno} has no text field \"text\"", "each line needs {\"text\": ...}")
         texts.append(record["text"])

@@ -18,13 +18,14 @@ from transformers import AutoConfig
 
 from colakit.cache import cache_dir
 from colakit.calibset import CalibrationSet, Sample
+from colakit.compress.methods import METHODS, get_method
 from colakit.curate.coverage import CAPABILITY_SOURCES, target_weights
 from colakit.curate.features import FeatureConfig, extract_features
 from colakit.curate.pool import Chain, PoolWriter, StoredPool, scratch_dir
-from colakit.curate.process import FORMATS, PACKINGS, Candidate, SourceJob, shuffled, source_windows, windows
+from colakit.curate.process import FORMATS, PACKINGS, Candidate, SourceJob, pool_sample, source_windows, windows
 from colakit.curate.select import get_selector
 from colakit.data.overlap import assert_no_overlap
-from colakit.data.sources import get_source
+from colakit.data.sources import NAMED_SOURCES, get_source
 from colakit.errors import ColakitError
 from colakit.executors import LocalExecutor, in_order
 from colakit.model.load import ModelHandle, max_context, resolve_model, tokenizer_hash
@@ -32,24 +33,18 @@ from colakit.model.load import ModelHandle, max_context, resolve_model, tokenize
 log = logging.getLogger(__name__)
 
 
-# COLA stage 2 defaults per compression method (paper: AWQ's per-channel scaling is the most
-# robust to length and needs fewer samples; pruning is the most length-sensitive and wants more
-# and longer sequences). Used when a budget or length is not given explicitly.
-COMPRESSION_DEFAULTS: dict[str, dict[str, int]] = {
-    "sparsegpt": {"n": 128, "seq_len": 2048},
-    "wanda": {"n": 128, "seq_len": 2048},
-    "gptq": {"n": 128, "seq_len": 2048},
-    "awq": {"n": 64, "seq_len": 512},
-}
-
-
 def defaults_for(compression: str | None) -> dict[str, int]:
-    """Budget and sequence length that suit ``compression`` (None: the general 128 x 512)."""
+    """Budget and sequence length that suit ``compression`` (None: the general 128 x 512).
+
+    Each method says (``Method.calibration``, COLA stage 2); used when a budget or length is not given.
+    """
     if compression is None:
         return {"n": 128, "seq_len": 512}
-    if compression not in COMPRESSION_DEFAULTS:
-        raise ColakitError(f"unknown --compression {compression!r}", f"use one of: {', '.join(COMPRESSION_DEFAULTS)}")
-    return dict(COMPRESSION_DEFAULTS[compression])
+    method = get_method(compression)
+    if not method.needs_data:
+        calibrated = ", ".join(name for name, m in METHODS.items() if m.needs_data)
+        raise ColakitError(f"--compression {compression} needs no calibration data", f"use one of: {calibrated}")
+    return dict(method.calibration)
 
 
 @dataclass
@@ -89,6 +84,13 @@ class CurateConfig:
             raise ColakitError(f"unknown --packing {self.packing!r}", f"use one of: {', '.join(PACKINGS)}")
         if not self.sources:
             raise ColakitError("no sources given", "pass --sources, e.g. --sources c4,wiki")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ColakitError(f"--heldout-fraction {self.heldout_fraction} is not in [0, 1)",
+                               "use e.g. 0.1 (the default) or 0 (every document for calibration)")
+        if max_context is None:  # the cheap pass: the user's files and fields, before anything is loaded
+            for spec in self.sources:
+                if spec not in NAMED_SOURCES:
+                    get_source(spec, seed=self.split_seed, heldout_fraction=self.heldout_fraction).check(self.format)
 
     @property
     def pool_size(self) -> int:
@@ -108,6 +110,17 @@ def _source_part(jobs: Sequence[SourceJob], tokenizer, parts: Path, i: int) -> d
     writer.extend(cands)
     writer.close()
     return info
+
+
+split_log = logging.getLogger(f"{__name__}.split")  # `colakit curate` shows it on stderr
+
+
+def _report_split(info: dict) -> None:
+    """One line per user source: how many documents went to each part (the split is never silent)."""
+    parts, fraction = info.get("documents") or {}, info["split"]["heldout_fraction"]
+    hint = "; --heldout-fraction 0 or ?heldout=0 on the spec uses them all" if fraction else ""
+    split_log.info("%s: %s documents for calibration, %s held out (heldout_fraction %g%s)", info["spec"],
+                   f"{parts.get('calibration', 0):,}", f"{parts.get('heldout', 0):,}", fraction, hint)
 
 
 def build_pool(config: CurateConfig, tokenizer, *, executor=None,
@@ -147,8 +160,13 @@ def build_pool(config: CurateConfig, tokenizer, *, executor=None,
                     f"source {job.spec!r} yields no {config.seq_len}-token windows after processing",
                     "check the source has text, or use --packing pack or a shorter --seq-len",
                 )
-            provenance.append({"spec": info["spec"], "name": info["name"], "fingerprint": info["fingerprint"],
-                               "split": info["split"], "candidates": made, "documents_read": info["documents_read"]})
+            record = {"spec": info["spec"], "name": info["name"], "fingerprint": info["fingerprint"],
+                      "split": info["split"], "candidates": made, "documents_read": info["documents_read"]}
+            if "format" in info:  # what --format did to this source's documents (plain: nothing)
+                record["format"] = info["format"]
+            provenance.append(record)
+            if info.get("user"):
+                _report_split(info)
         writer.close({"sources": provenance})
     except BaseException:
         writer.abort()
@@ -216,7 +234,7 @@ def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, lis
         probes[cap] = []
         for name in names:
             source = get_source(name, seed=config.split_seed, heldout_fraction=config.heldout_fraction)
-            docs = shuffled(source.documents("calibration"), seed=config.seed + 7919)
+            docs = pool_sample(source, config.seed + 7919, config.seq_len, config.packing, per_source)
             probes[cap] += list(windows(docs, tokenizer, config.seq_len, packing=config.packing,
                                         fmt=config.format, limit=per_source))
     return probes

