@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from peak_memory import hwm_mib, reset_peak  # bench/peak_memory.py (the script's folder is on sys.path)
+
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -49,25 +51,6 @@ from colakit.executors import get_executor
 from colakit.model.load import ModelHandle, load_tokenizer, resolve_model
 
 
-def _hwm_mib(pid: int | str = "self") -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> float | None:
-    """Reset this process's peak RSS to its current RSS (Linux); returns the new baseline."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return None
-    return _hwm_mib()
 
 
 class WorkerPeaks:
@@ -88,7 +71,7 @@ class WorkerPeaks:
                 except OSError:
                     continue
                 if "ray::" in cmd or "default_worker.py" in cmd:
-                    peak = _hwm_mib(pid)
+                    peak = hwm_mib(pid)
                     if peak is not None:
                         self.peaks[int(pid)] = (cmd.split()[0][:60], max(peak, self.peaks.get(int(pid), ("", 0))[1]))
             self._stop.wait(0.5)
@@ -113,19 +96,19 @@ def child(args) -> dict:
                        features=FeatureConfig(layers=args.layers, batch_size=args.batch_size))
     executor = get_executor(args.child_mode, workers=args.workers)
     out: dict = {"mode": args.child_mode, "requested": args.child_n}
-    base = _reset_peak()
+    base = reset_peak()
     t0 = time.perf_counter()
     pool, prov = build_pool(cfg, tok, executor=executor)
     out["pool_s"] = time.perf_counter() - t0
     out["candidates"] = len(pool)
-    out["pool_peak_rise_mib"] = None if base is None else _hwm_mib() - base
-    base = _reset_peak()
+    out["pool_peak_rise_mib"] = None if base is None else hwm_mib() - base
+    base = reset_peak()
     with tempfile.TemporaryDirectory(dir=os.environ.get("COLAKIT_CACHE")) as store, WorkerPeaks() as workers:
         t0 = time.perf_counter()
         feats = extract_features(pool, ModelHandle(args.model, tokenizer=tok), config=cfg.features, executor=executor,
                                  store_dir=Path(store) / "features", progress=False)
         out["features_s"] = time.perf_counter() - t0
-    out["features_peak_rise_mib"] = None if base is None else _hwm_mib() - base
+    out["features_peak_rise_mib"] = None if base is None else hwm_mib() - base
     out["dim"] = int(feats.shape[1])
     out["features_per_s"] = len(pool) / out["features_s"]
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -29,29 +29,12 @@ import sys
 import time
 from pathlib import Path
 
+from peak_memory import hwm_mib, reset_peak  # bench/peak_memory.py (the script's folder is on sys.path)
+
 BASE_SOURCES = ("c4", "wiki", "stories", "technical", "multilingual")
 ROW_GROUP = 10_000
 
 
-def _hwm_mib() -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> float | None:
-    """Reset this process's peak RSS to its current RSS (Linux); returns the new baseline."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return None
-    return _hwm_mib()
 
 
 def base_texts() -> list[str]:
@@ -92,11 +75,11 @@ def child(spec: str, seq_len: int, pool: int) -> dict:
     from colakit.model.load import load_tokenizer
 
     tok = load_tokenizer("smollm2-135m")
-    before = _reset_peak()
+    before = reset_peak()
     t0 = time.perf_counter()
     store, provenance = build_pool(CurateConfig(sources=[spec], seq_len=seq_len, pool_per_source=pool), tok)
     seconds = time.perf_counter() - t0
-    after = _hwm_mib()
+    after = hwm_mib()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "candidates": len(store), "documents_read": provenance[0]["documents_read"],
             "peak_rss_mib": peak, "before_mib": before, "build_added_mib": None if before is None else after - before}
