@@ -40,6 +40,7 @@ def invoke(*args):
 
 def test_cli_writes_a_reloadable_model_and_report(setup):
     from transformers import AutoModelForCausalLM
+    from transformers.utils.quantization_config import CompressedTensorsConfig
 
     tmp, model_dir, calib_dir = setup
     out = tmp / "out"
@@ -51,8 +52,9 @@ def test_cli_writes_a_reloadable_model_and_report(setup):
     assert report["calibration"]["content_hash"] == CalibrationSet.load(calib_dir).content_hash
     assert report["calibration"]["tokens"] == 24 + 24 + 16 + 9
     assert len(report["blocks"]) == 2 and all("rel_error" in b for b in report["blocks"])
-    assert report["wall_time_s"] > 0
-    reloaded = AutoModelForCausalLM.from_pretrained(out)
+    assert report["wall_time_s"] > 0 and report["save_format"] == "compressed-tensors"  # packed by default
+    assert json.loads((out / "config.json").read_text())["quantization_config"]["format"] == "pack-quantized"
+    reloaded = AutoModelForCausalLM.from_pretrained(out, quantization_config=CompressedTensorsConfig(dequantize=True))
     w = reloaded.model.layers[1].mlp.down_proj.weight
     assert ((w != 0).reshape(w.shape[0], -1, 4).sum(-1) <= 2).all()
     assert (out / "tokenizer.json").exists()

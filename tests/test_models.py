@@ -9,6 +9,7 @@ import torch
 
 from colakit.cache import wheel_file
 from colakit.errors import ColakitError
+from colakit.evaluate.runner import model_hash
 from colakit.model import load as models
 from colakit.model.layers import find_decoder
 
@@ -42,6 +43,7 @@ def test_gemma3_is_a_second_real_family():
     assert tok("Hello world").input_ids == [2, 9259, 1902]
     model = models.load_model("gemma3-270m", device="cpu")
     assert type(model).__name__ == "Gemma3ForCausalLM" and find_decoder(model).num_layers == 18
+    assert len(model_hash(model)) == 16  # its 0-d embed_scale buffer is hashed too
     text = ("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
             "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.")
     ids = tok(text, return_tensors="pt").input_ids

@@ -16,6 +16,7 @@ import os
 import sys
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape as _escape
 
@@ -39,6 +40,17 @@ out = Console()  # results
 def escape(text) -> str:
     """``text`` as rich prints it verbatim (``[v2]`` stays ``[v2]``)."""
     return _escape(str(text))
+
+
+def parse_params(items: list[str], example: str) -> dict:
+    """``--param NAME=VALUE`` options as a dict, each value read as a YAML scalar (``2`` -> 2, ``fast`` -> "fast")."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ColakitError(f"cannot read --param {item!r}", f"write it as NAME=VALUE, e.g. --param {example}")
+        out[name.strip()] = yaml.safe_load(value)
+    return out
 
 
 def _version(value: bool) -> None:

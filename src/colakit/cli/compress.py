@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
 
-from colakit.cli.app import app, console
+from colakit.cli.app import app, console, parse_params
 from colakit.errors import ColakitError
 
 # the options that are method parameters: only those given on the command line reach the method,
@@ -24,16 +23,6 @@ def _parse_group_size(text: str) -> int | str:
     except ValueError:
         raise ColakitError(f"--group-size {text!r} is not a number", "use e.g. --group-size 64, auto, or -1") from None
 
-
-def _parse_params(items: list[str]) -> dict:
-    """``["power=2", "mode=fast"]`` -> {"power": 2, "mode": "fast"} (values read as YAML scalars)."""
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ColakitError(f"cannot read --param {item!r}", "write it as NAME=VALUE, e.g. --param awq_grid=10")
-        out[name.strip()] = yaml.safe_load(value)
-    return out
 
 
 @app.command("compress")
@@ -57,7 +46,8 @@ def compress_command(
     value_hessian: str = typer.Option(
         "attention", "--value-hessian",
         help="GPTQ/SparseGPT: attention (value projections weighted by how much each token is attended to, "
-             "per key/value head) or tokens (every token once, as the papers and llm-compressor do)."),
+             "per key/value head) or tokens (every token once, as the papers and llm-compressor do; the default "
+             "with --backend llmcompressor, which has no other)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Calibration samples per forward (bounds memory)."),
     awq_clip: bool = typer.Option(True, "--awq-clip/--no-awq-clip", help="AWQ: search weight clipping ranges."),
     awq_search_tokens: int = typer.Option(
@@ -65,6 +55,12 @@ def compress_command(
     param: list[str] = typer.Option(None, "--param", "-p",
                                     help="Any other method key NAME=VALUE (repeatable), e.g. -p awq_grid=10."),
     backend: str = typer.Option("builtin", "--backend", help="builtin, or llmcompressor (pip install llmcompressor)."),
+    save_format: str = typer.Option(
+        "compressed-tensors", "--save-format",
+        help="compressed-tensors (the default): quantized weights packed as int codes + group scales/zero points, "
+             "the checkpoint vLLM and transformers load, about 0.3x the float32 size, and colakit evaluates it "
+             "like any other; fake-quant: weights dequantized to the model's dtype (full size). Pruned weights are "
+             "zeros in both (nothing to pack without --bits)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (float32 on CPU), float32, bfloat16, float16."),
 ):
@@ -77,15 +73,18 @@ def compress_command(
         params["awq_search_tokens"] = awq_search_tokens or None  # 0: all of them
     if "group_size" in params:
         params["group_size"] = _parse_group_size(group_size)
-    for key, value in _parse_params(param or []).items():
+    for key, value in parse_params(param or [], "awq_grid=10").items():
         if key in ctx.params:
             raise ColakitError(f"--param {key} has an option of its own", f"use --{key.replace('_', '-')}")
         params[key] = value
     if "group_size" in get_method(method).parameters():  # this command's default (auto) is not the library's (128)
         params.setdefault("group_size", "auto")
+    if backend == "llmcompressor" and "value_hessian" in get_method(method).parameters():
+        params.setdefault("value_hessian", "tokens")  # its only kind; an explicit attention is refused
     config = CompressionConfig(method, batch_size=batch_size, **params)
     with console.status(f"compressing {model} with {method} ({backend})"):
-        result = compress_to_dir(model, calib, out, config, device=device, dtype=dtype, backend=backend)
+        result = compress_to_dir(model, calib, out, config, device=device, dtype=dtype, backend=backend,
+                                 save_format=save_format)
     sparsity_note = f", sparsity {result['sparsity']:.3f}" if result.get("sparsity") else ""
-    console.print(f"{method}: {out} ({result['wall_time_s']:.1f}s{sparsity_note})")
+    console.print(f"{method}: {out} ({result['save_format']}, {result['wall_time_s']:.1f}s{sparsity_note})")
     print(out)

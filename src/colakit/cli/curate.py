@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from colakit.cli.app import app, console
+from colakit.cli.app import app, console, parse_params
 from colakit.data.spec import HELP as SPEC_HELP
 from colakit.executors import EXECUTORS
 
@@ -30,20 +30,6 @@ def _user_fields(specs: list[str], fields: dict[str, str]) -> list[str]:
                            "add your source to --sources (e.g. data.jsonl), or drop --field")
     return [s if s in NAMED_SOURCES else with_options(s, fields) for s in specs]
 
-
-def _parse_params(items: list[str]) -> dict:
-    """``["n_init=5", "unit=tokens"]`` -> {"n_init": 5, "unit": "tokens"} (values read as YAML scalars)."""
-    import yaml
-
-    from colakit.errors import ColakitError
-
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ColakitError(f"cannot read --param {item!r}", "write it as NAME=VALUE, e.g. --param n_init=5")
-        out[name.strip()] = yaml.safe_load(value)
-    return out
 
 
 class _ConsoleLines(logging.Handler):
@@ -113,12 +99,11 @@ def curate(
 ):
     """Curate a CalibrationSet from SOURCES with METHOD and save it to OUT."""
     from colakit.curate.coverage import parse_weights
-    from colakit.curate.pipeline import CurateConfig
-    from colakit.curate.pipeline import curate as run_curate
-    from colakit.curate.pipeline import defaults_for
-    from colakit.executors import get_executor
     from colakit.curate.features import FeatureConfig
+    from colakit.curate.pipeline import CurateConfig, defaults_for
+    from colakit.curate.pipeline import curate as run_curate
     from colakit.data.spec import parse_field_flags, split_specs
+    from colakit.executors import get_executor
 
     defaults = defaults_for(compression)
     n = defaults["n"] if n is None else n
@@ -127,7 +112,7 @@ def curate(
     config = CurateConfig(model=model, compression=compression, sources=specs, method=method, n=n, seq_len=seq_len,
                           seed=seed, format=fmt, packing=packing, pool_per_source=pool, heldout_fraction=heldout_fraction,
                           allow_overlap=allow_overlap, target=target, weights=parse_weights(weights),
-                          method_params=_parse_params(param or []),
+                          method_params=parse_params(param or [], "n_init=5"),
                           features=FeatureConfig(layers=feature_layers, proj_dim=proj_dim, device=device, dtype=dtype,
                                                    pooling=feature_pooling))
     runner = get_executor(executor, address=address, workers=workers, gpus_per_worker=gpus_per_worker)

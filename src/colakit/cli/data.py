@@ -32,8 +32,8 @@ def _forget_verification(root: Path) -> int:
 
 def _fetch_steps():
     """(label, function) for every download, extraction and derived cache the data layer needs."""
-    from colakit.data import evalsets, overlap, sources
     from colakit.cache import WHEELS, wheel_file, wheel_path
+    from colakit.data import evalsets, overlap, sources
 
     steps = [(f"wheel {w.spec}", lambda n=name: wheel_path(n)) for name, w in WHEELS.items()]
     steps.append(("calibration text files (exllamav3)", lambda: [
@@ -98,7 +98,8 @@ def fetch(verify: bool = typer.Option(False, "--verify", help="Re-hash every cac
 def list_sources(seed: int = typer.Option(0, help="Seed of the calibration/held-out split."),
                  heldout_fraction: float = typer.Option(0.1, help="Fraction of documents held out.")):
     """Named sources: documents per split, approximate size, origin."""
-    from colakit.data.sources import get_source, list_sources as names, source_stats
+    from colakit.data.sources import get_source, source_stats
+    from colakit.data.sources import list_sources as names
 
     table = Table("name", "calibration docs", "held-out docs", "~tokens (words)", "origin")
     for name in names():

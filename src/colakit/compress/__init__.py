@@ -2,8 +2,9 @@
 
 Built-in methods run block by block on CPU or CUDA (``engine``): SparseGPT (optionally with joint
 quantization), Wanda, GPTQ, AWQ, and the data-free baselines magnitude pruning and round-to-
-nearest, one file each in ``methods`` (which says how to add one). ``llmcompressor_backend``
-hands the same data to llm-compressor for packed checkpoints.
+nearest, one file each in ``methods`` (which says how to add one). ``output`` writes the
+compressed directory, quantized weights packed in the compressed-tensors format (``packed``) or
+dequantized (fake-quant); ``llmcompressor_backend`` hands the same data to llm-compressor.
 
     from colakit.compress import CompressionConfig, compress
     report = compress(model, input_ids, attention_mask, CompressionConfig("gptq", bits=4, group_size=64))

@@ -11,7 +11,8 @@ It knows no method by name: it asks the config's ``Method`` (``compress/methods`
    holds one block's activations for the calibration set, never the whole model's.
 
 A failure part-way restores every block already changed (``keep_backup``), so the caller's model
-is either fully compressed or untouched.
+is either fully compressed or untouched. The grids quantizing methods report stay beside the
+report (``CompressionReport.grids``, on the CPU): a packed checkpoint stores its codes on them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from colakit.compress import attention, runtime
 from colakit.compress.config import CompressionConfig
 from colakit.compress.hessian import HessianStats, NumericalWarning, error_terms, relative_error, single_cpu_thread
 from colakit.compress.methods import Method
+from colakit.compress.quantizer import Grid
 from colakit.errors import ColakitError
 from colakit.model.layers import block_linears, find_decoder, set_weight_matrix, weight_matrix
 
@@ -47,6 +49,8 @@ class CompressionReport:
     notes: list[str] = field(default_factory=list)
     calibration: dict = field(default_factory=dict)
     wall_time_s: float = 0.0
+    # the quantization grid of every quantized linear, by its full name (not in compression.json)
+    grids: dict[str, Grid] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def linears(self) -> dict[str, dict]:
@@ -118,8 +122,9 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
                                           tokens=sum(b.tokens for b in batches))
             for index, block in enumerate(layout.layers):
                 backup.save(block)
-                record = _compress_block(block, index, batches, method, report.notes)
+                record, grids = _compress_block(block, index, batches, method, report.notes)
                 report.blocks.append(record)
+                report.grids.update({f"{layout.layers_path}.{index}.{name}": g.to("cpu") for name, g in grids.items()})
                 log.info("block %d/%d done (%.1fs)", index + 1, layout.num_layers, time.perf_counter() - started)
         for w in caught:  # re-raise the numerical warnings to the caller, and keep them in the report
             report.notes.append(str(w.message))
@@ -134,10 +139,12 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
 
 
 def _compress_block(block: nn.Module, index: int, batches: list[runtime.Batch] | None,
-                    method: Method, notes: list[str]) -> dict:
+                    method: Method, notes: list[str]) -> tuple[dict, dict[str, Grid]]:
+    """The block's report record, and the grids of its quantized linears."""
     linears = block_linears(block)
     done = method.compress_block(block, index, batches, notes)
     errors, dense_out = done if done is not None else _compress_linears(block, index, linears, batches, method)
+    grids = {name: facts.pop("grid") for name, facts in errors.items() if "grid" in facts}
     record = {"index": index, "linears": {}}
     for name, lin in linears.items():
         w = weight_matrix(lin)
@@ -145,7 +152,7 @@ def _compress_block(block: nn.Module, index: int, batches: list[runtime.Batch] |
                                    "sparsity": float((w == 0).sum()) / w.numel(), **errors.get(name, {})}
     if batches:
         record["rel_error"] = _advance(block, index, batches, dense_out)
-    return record
+    return record, grids
 
 
 def _make_stats(method: Method, lin: nn.Module):
@@ -227,14 +234,19 @@ def _solve_value_groups(method: Method, hessians: attention.ValueHessians, w, wh
     """Solve each key/value group's rows with its own attention-weighted Hessian."""
     new, info = torch.empty_like(w), {"value_hessian": "attention"}
     err = ref = 0.0
+    grids = []
     for g, solver in enumerate(hessians.solvers):
         rows = hessians.rows(g)
         new[rows], part = method.solve(solver, w[rows].clone(), f"{what} group {g}")
         if "damp" in part:  # the strongest dampening any group needed
             info["damp"] = max(info.get("damp", 0.0), part["damp"])
+        if "grid" in part:
+            grids.append((rows, part["grid"]))
         e, r = error_terms(w[rows], new[rows], solver.hessian)
         err, ref = err + e, ref + r
     info["rel_error"] = err / ref if ref > 0 else 0.0
+    if grids:
+        info["grid"] = Grid.of_rows(grids, w.shape[0])
     return new, info
 
 

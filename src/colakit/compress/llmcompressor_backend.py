@@ -3,7 +3,9 @@
 ``oneshot(model, recipe, dataset)`` with the recipe each method gives for itself
 (``Method.llmcompressor_recipe``: SparseGPT, Wanda and GPTQ have one; AWQ on an accelerator;
 a method without one is refused before any model loads). Every modifier leaves the LM head
-alone. llm-compressor is an optional extra, imported only here.
+alone. llm-compressor builds every Hessian from tokens, so colakit's attention-weighted value
+Hessians (``value_hessian="attention"``) are refused too, pointing at the built-in engine's own
+compressed-tensors output. llm-compressor is an optional extra, imported only here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from colakit.cache import atomic_dir
 from colakit.compress.config import CompressionConfig
 from colakit.compress.directory import refuse_existing, write_report
+from colakit.compress.packed import saved_format
 from colakit.errors import ColakitError
 from colakit.model.layers import find_decoder, weight_matrix
 from colakit.model.load import ModelHandle
@@ -35,6 +38,11 @@ def _import_llmcompressor():
 def check_supported(config: CompressionConfig) -> None:
     """Refuse, before any model is loaded, what this backend cannot run."""
     config.validate()
+    if config.method.value_hessians:
+        raise ColakitError(f"llm-compressor builds every Hessian from tokens; it cannot run {config.method.name} with "
+                           "value_hessian 'attention' (colakit's attention-weighted value Hessians)",
+                           "use --backend builtin --save-format compressed-tensors (the same packed checkpoint, with "
+                           "them), or pass --value-hessian tokens")
     if config.method.llmcompressor_recipe() is None:
         raise ColakitError(f"{config.method.name} has no llm-compressor recipe here", "use --backend builtin")
     _import_llmcompressor()
@@ -84,9 +92,10 @@ def compress_with_llmcompressor(model: ModelHandle, cs, out_dir: str | Path, con
     wall = time.perf_counter() - started
     linears = _sparsity(model)
     total = sum(r["numel"] for r in linears.values())
-    # llm-compressor builds every Hessian from tokens; the report says so rather than echo the default
+    # llm-compressor builds every Hessian from tokens (attention is refused above): the report says so for every method
     settings = {**config.to_dict(), "value_hessian": "tokens"}
     report = {**(meta or {}), "method": config.method.name, "config": settings, "backend": "llmcompressor",
+              "save_format": saved_format(config.method.quantizes, packed=True),
               "recipe": [f"{type(m).__name__}({m.model_dump(exclude_unset=True)})" for m in recipe],
               "wall_time_s": round(wall, 3), "model_class": type(model).__name__,
               "sparsity": sum(r["sparsity"] * r["numel"] for r in linears.values()) / total, "linears": linears}

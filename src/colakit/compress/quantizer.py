@@ -15,11 +15,39 @@ has at most ``2^b`` distinct values per group.
 The column-by-column solvers (GPTQ, SparseGPT's joint quantization) fix a group's grid when they
 first visit one of its columns (``GroupParams``), from the group's current, already
 error-corrected weights (``current_columns``).
+
+Every quantizing method hands its linears' grids (``Grid``) to the engine: the final weights
+alone do not determine them (GPTQ fixes a group's grid before later columns move), and a packed
+checkpoint stores the integer codes with exactly these scales and zero points (``compress/packed``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass
+class Grid:
+    """The grid one linear's weights lie on: ``scale`` and ``zero`` per output row and group
+    (``[out, groups]``, float32; zero points unsigned, in ``0 .. 2^b - 1``)."""
+
+    scale: torch.Tensor
+    zero: torch.Tensor
+
+    def to(self, device) -> Grid:
+        return Grid(self.scale.to(device), self.zero.to(device))
+
+    @classmethod
+    def of_rows(cls, parts: list[tuple[slice, Grid]], rows: int) -> Grid:
+        """One grid from the grids of row blocks solved apart (a value projection's key/value groups)."""
+        first = parts[0][1]
+        scale = first.scale.new_empty(rows, first.scale.shape[1])
+        zero = first.zero.new_empty(rows, first.zero.shape[1])
+        for where, part in parts:
+            scale[where], zero[where] = part.scale, part.zero
+        return cls(scale, zero)
 
 
 def max_q(bits: int) -> int:
@@ -58,11 +86,16 @@ def _grouped(w: torch.Tensor, group_size: int) -> torch.Tensor:
     return w.reshape(rows, cols // gs, gs)
 
 
-def quantize_groups(w: torch.Tensor, bits: int, group_size: int, sym: bool) -> torch.Tensor:
-    """Round-to-nearest fake quantization of an ``[out, in]`` matrix, group-wise along ``in``."""
+def quantize_groups_with_grid(w: torch.Tensor, bits: int, group_size: int, sym: bool) -> tuple[torch.Tensor, Grid]:
+    """Round-to-nearest fake quantization of an ``[out, in]`` matrix, group-wise along ``in``, and its grid."""
     g = _grouped(w.float(), group_size)
     scale, zero = find_params(g, bits, sym)
-    return quantize(g, scale, zero, bits).reshape(w.shape)
+    return quantize(g, scale, zero, bits).reshape(w.shape), Grid(scale.squeeze(-1), zero.squeeze(-1))
+
+
+def quantize_groups(w: torch.Tensor, bits: int, group_size: int, sym: bool) -> torch.Tensor:
+    """Round-to-nearest fake quantization of an ``[out, in]`` matrix, group-wise along ``in``."""
+    return quantize_groups_with_grid(w, bits, group_size, sym)[0]
 
 
 class GroupParams:
@@ -70,6 +103,7 @@ class GroupParams:
 
     def __init__(self, columns: int, group_size: int, bits: int, sym: bool):
         self.gs = columns if group_size == -1 else group_size
+        self.groups = columns // self.gs
         self.bits, self.sym = bits, sym
         self.params: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -80,6 +114,11 @@ class GroupParams:
         if group not in self.params:
             self.params[group] = find_params(current_values(), self.bits, self.sym)
         return self.params[group]
+
+    def grid(self) -> Grid:
+        """Every group's scale and zero, once the solver has visited them all."""
+        scales, zeros = zip(*(self.params[g] for g in range(self.groups)))
+        return Grid(torch.cat(scales, dim=1), torch.cat(zeros, dim=1))
 
 
 def current_columns(w: torch.Tensor, w_block: torch.Tensor, i1: int, i2: int, positions: torch.Tensor):

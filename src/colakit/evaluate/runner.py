@@ -99,7 +99,7 @@ def model_hash(model) -> str:
             continue  # tied weights count once
         seen.add(t.data_ptr())
         h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # reshape: 0-d buffers (Gemma's embed_scale) cannot be viewed as bytes
     return h.hexdigest()[:16]
 
 

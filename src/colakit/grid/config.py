@@ -17,6 +17,7 @@ import yaml
 from colakit.compress import CompressionConfig
 from colakit.compress.config import config_keys
 from colakit.compress.methods import ParameterError
+from colakit.compress.packed import DEFAULT_SAVE_FORMAT, check_save_format
 from colakit.curate.features import FeatureConfig
 from colakit.curate.pipeline import CurateConfig, defaults_for
 from colakit.curate.select import SELECTORS
@@ -37,7 +38,7 @@ SCORE_KEYS = ("target", "probes", "feature_layers")
 
 
 def _compression_keys() -> tuple[str, ...]:
-    return (*config_keys(), "backend")
+    return (*config_keys(), "backend", "save_format")
 
 
 def _lines(text: str) -> dict[tuple, int]:
@@ -202,6 +203,12 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     for label, params in raw["compression"].items():
         params = dict(check.keys(params or {}, valid, ("compression", label), f"compression {label!r}"))
         backend = params.pop("backend", "builtin")
+        # kept only when given: the compress stage's digest of an older grid stays what it was
+        output = {"save_format": params.pop("save_format")} if "save_format" in params else {}
+        try:
+            check_save_format(output.get("save_format", DEFAULT_SAVE_FORMAT), backend)
+        except ColakitError as err:
+            check.fail(("compression", label, "save_format"), f"compression {label!r}: {err.problem}", err.hint)
         try:
             CompressionConfig(**params).validate()
         except ParameterError as err:  # a key this method does not take: point at its line
@@ -210,7 +217,7 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
             check.fail(("compression", label), f"compression {label!r}: {err.problem}", err.hint)
         except TypeError as err:
             check.fail(("compression", label), f"compression {label!r}: {err}", f"valid keys: {', '.join(valid)}")
-        compression[str(label)] = Variant(str(label), {**params, "backend": backend})
+        compression[str(label)] = Variant(str(label), {**params, "backend": backend, **output})
     settings, sweeps, scoped = _settings(raw, check, tuple(curation))
     seeds = raw.get("seeds", [0])
     seeds = [seeds] if isinstance(seeds, int) else seeds

@@ -235,9 +235,10 @@ class GridRunner:
                 shutil.rmtree(model_dir, ignore_errors=True)
                 params = dict(self.grid.compression[cell.compression].params)
                 backend = params.pop("backend", "builtin")
+                output = {"save_format": params.pop("save_format")} if "save_format" in params else {}
                 self.progress("compress", cell.id, 0, 1)
                 compress.compress_to_dir(self.grid.model, calib, model_dir, compress.CompressionConfig(**params),
-                                         device=self.grid.device, dtype=self.grid.dtype, backend=backend)
+                                         device=self.grid.device, dtype=self.grid.dtype, backend=backend, **output)
                 shutil.copyfile(model_dir / "compression.json", report_path)
             self.progress("evaluate", cell.id, 0, 1)
             results = evaluate_model(str(model_dir), self.grid.evaluate["tasks"], **self._eval_kwargs(),

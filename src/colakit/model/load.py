@@ -31,6 +31,7 @@ from colakit.cache import (
     wheel_file,
 )
 from colakit.errors import ColakitError
+from colakit.model.packed import load_packed, packed_config
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def fetch_model(model_id: str) -> Path:
         log.warning("model cache %s is incomplete or corrupt; rebuilding it", folder)
         shutil.rmtree(folder)
     gguf = _gguf_file(spec)
+    hf_logging.disable_progress_bar()  # the per-tensor conversion bars are noise on stderr
     with atomic_dir(folder) as tmp:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -264,7 +266,9 @@ def load_model(name: str | Path | None = None, device: str = "auto", dtype: str 
     dt = resolve_dtype(dtype, dev)
     where = resolve_model(name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dt)
+        packed = packed_config(where)  # compressed-tensors checkpoints load decompressed, as dense models
+        model = (load_packed(where, packed, dt) if packed is not None
+                 else AutoModelForCausalLM.from_pretrained(where, dtype=dt))
     except (OSError, ValueError) as err:
         raise _hub_error(str(name), err) from err
     model.to(dev)

@@ -32,7 +32,7 @@ from torch import nn
 from colakit.compress import runtime
 from colakit.compress.methods.base import RecipeStep, register_method
 from colakit.compress.methods.params import Quantization, require_positive
-from colakit.compress.quantizer import find_params, quantize, quantize_groups
+from colakit.compress.quantizer import find_params, quantize, quantize_groups, quantize_groups_with_grid
 from colakit.errors import ColakitError
 from colakit.model.layers import block_linears, block_spec, in_features, set_weight_matrix, weight_matrix
 
@@ -287,15 +287,18 @@ class AWQ(Quantization):
             reference = weight_matrix(lin).detach().float().clone()
             if self.awq_clip and name not in unclipped:
                 _clip(lin, cap.token_rows(name, batches, self.awq_clip_tokens), self)
-            quantized = quantize_groups(weight_matrix(lin).detach(), self.bits, self.group_size, self.sym)
+            quantized, grid = quantize_groups_with_grid(weight_matrix(lin).detach(), self.bits, self.group_size,
+                                                        self.sym)
             set_weight_matrix(lin, quantized)
             x = cap.token_rows(name, batches, ERROR_TOKENS)
             y = x @ reference.t()
-            errors[name] = {"rel_error": float(((x @ quantized.t() - y) ** 2).sum() / (y**2).sum().clamp(min=1e-30))}
+            errors[name] = {"rel_error": float(((x @ quantized.t() - y) ** 2).sum() / (y**2).sum().clamp(min=1e-30)),
+                            "grid": grid}
         return errors, dense_out
 
     def llmcompressor_recipe(self) -> list[RecipeStep]:
         if not torch.cuda.is_available():
             raise ColakitError("llm-compressor's AWQ needs an accelerator (it pins memory), and none is available",
-                               "use --backend builtin, which runs AWQ on CPU")
-        return [RecipeStep("llmcompressor.modifiers.awq", "AWQModifier", {"config_groups": self.llmcompressor_groups()})]
+                               "use --backend builtin --save-format compressed-tensors: colakit's AWQ runs on CPU "
+                               "and writes the same packed checkpoint")
+        return [RecipeStep("llmcompressor.modifiers.awq", "AWQModifier", {"config_groups": self.compressed_tensors_groups()})]

@@ -12,7 +12,9 @@ a grid's ``compression:`` block or the CLI may set for it) whose class says what
   fresh accumulator whose ``add_batch(x)`` gets the linear's non-padded inputs (None: the method
   gathers nothing), and ``solve(stats, w, what)`` returns the new ``[out, in]`` weight and a dict
   of facts for the report. Statistics that are a ``HessianStats`` also give the report the
-  linear's relative output error.
+  linear's relative output error. A method that quantizes puts the linear's ``quantizer.Grid``
+  in the facts as ``"grid"``: the engine keeps it for packed checkpoints (``CompressionReport.grids``)
+  and leaves it out of compression.json.
 - Per block instead (AWQ's scale search): ``compress_block`` changes the whole block itself.
 - ``value_hessians``: whether the value projection is solved per key/value group with
   attention-weighted Hessians (``compress/attention.py``; needs Hessian statistics).
@@ -95,12 +97,14 @@ class Method:
         return None
 
     def solve(self, stats, w: torch.Tensor, what: str) -> tuple[torch.Tensor, dict]:
-        """The compressed weight for the float32 copy ``w`` of one linear's weight, and facts for the report."""
+        """The compressed weight for the float32 copy ``w`` of one linear's weight, and facts for the report
+        (with ``"grid"`` when it quantizes)."""
         raise NotImplementedError(f"{self.name} overrides neither solve nor compress_block")
 
     def compress_block(self, block: nn.Module, index: int, batches: list | None,
                        notes: list[str]) -> tuple[dict, list[torch.Tensor]] | None:
-        """Compress a whole block at once: (per-linear facts, the dense block outputs per batch).
+        """Compress a whole block at once: (per-linear facts, with ``"grid"`` when quantizing; the dense
+        block outputs per batch).
 
         None (the default): the engine gathers ``make_stats`` and calls ``solve`` per linear.
         """

@@ -54,7 +54,7 @@ class GPTQSolver(hessian.HessianStats):
                 w1[:, i:] -= e.unsqueeze(1) @ hinv1[i, i:].unsqueeze(0)
                 err1[:, i] = e
             w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-        return q_all[:, inv_perm], {"damp": used_damp}
+        return q_all[:, inv_perm], {"damp": used_damp, "grid": groups.grid()}
 
 
 @register_method
@@ -75,4 +75,4 @@ class GPTQ(HessianSolve, Quantization):
         # actorder "weight" keeps the groups contiguous, like act_order here
         return [RecipeStep(LLMCOMPRESSOR_QUANTIZATION, "GPTQModifier", {
             "block_size": self.block_size, "dampening_frac": self.damp,
-            "actorder": "weight" if self.act_order else None, "config_groups": self.llmcompressor_groups()})]
+            "actorder": "weight" if self.act_order else None, "config_groups": self.compressed_tensors_groups()})]

@@ -32,4 +32,4 @@ class Magnitude(Quantization, Pruning):
     needs_data = False
 
     def solve(self, stats: None, w: torch.Tensor, what: str) -> tuple[torch.Tensor, dict]:
-        return self.round_to_grid(magnitude_prune(w, self.sparsity, self.nm)), {}
+        return self.round_to_grid(magnitude_prune(w, self.sparsity, self.nm))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from colakit.compress.methods.base import Method, RecipeStep
-from colakit.compress.quantizer import quantize_groups
+from colakit.compress.quantizer import quantize_groups_with_grid
 from colakit.errors import ColakitError
 from colakit.model.layers import find_decoder, in_features
 
@@ -90,6 +90,13 @@ class Pruning(Method):
                                f"input features of {where}", "use an M that divides the input features")
 
 
+def compressed_tensors_weights(bits: int, group_size: int, sym: bool) -> dict:
+    """colakit's group grid as compressed-tensors weight arguments (llm-compressor's recipes and
+    colakit's own packed checkpoints use the same)."""
+    return {"num_bits": bits, "type": "int", "symmetric": sym, "strategy": "channel" if group_size == -1 else "group",
+            "group_size": None if group_size == -1 else group_size}
+
+
 @dataclass
 class Quantization(Method):
     """``bits``, ``group_size`` (-1: one group per row; ``"auto"``: the largest of 128/64/32 that
@@ -145,16 +152,18 @@ class Quantization(Method):
             return f"group size {AUTO!r}"
         return super().unresolved()
 
-    def round_to_grid(self, w: torch.Tensor) -> torch.Tensor:
-        """Round-to-nearest on the group grid when quantizing (after pruning: the grid contains 0)."""
-        return quantize_groups(w, self.bits, self.group_size, self.sym) if self.quantizes else w
+    def round_to_grid(self, w: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Round-to-nearest on the group grid when quantizing (after pruning: the grid contains 0); the
+        facts carry the grid (``"grid"``) for packing."""
+        if not self.quantizes:
+            return w, {}
+        q, grid = quantize_groups_with_grid(w, self.bits, self.group_size, self.sym)
+        return q, {"grid": grid}
 
-    def llmcompressor_groups(self) -> dict:
+    def compressed_tensors_groups(self) -> dict:
         """compressed-tensors ``config_groups`` for this grid: every decoder linear, weights only."""
-        scheme = {"num_bits": self.bits, "type": "int", "symmetric": self.sym,
-                  "strategy": "channel" if self.group_size == -1 else "group",
-                  "group_size": None if self.group_size == -1 else self.group_size}
-        return {"group_0": {"targets": ["Linear"], "weights": scheme}}
+        return {"group_0": {"targets": ["Linear"], "weights": compressed_tensors_weights(self.bits, self.group_size,
+                                                                                          self.sym)}}
 
     def llmcompressor_rounding(self) -> list[RecipeStep]:
         """After a pruning modifier: round the kept weights to nearest (min/max grids contain 0, so the
@@ -162,7 +171,7 @@ class Quantization(Method):
         if not self.quantizes:
             return []
         return [RecipeStep(LLMCOMPRESSOR_QUANTIZATION, "QuantizationModifier",
-                           {"config_groups": self.llmcompressor_groups()})]
+                           {"config_groups": self.compressed_tensors_groups()})]
 
 
 @dataclass

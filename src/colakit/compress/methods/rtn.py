@@ -20,4 +20,4 @@ class RTN(Quantization):
     needs_data = False
 
     def solve(self, stats: None, w: torch.Tensor, what: str) -> tuple[torch.Tensor, dict]:
-        return self.round_to_grid(w), {}
+        return self.round_to_grid(w)

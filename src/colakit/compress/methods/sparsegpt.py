@@ -73,7 +73,7 @@ class SparseGPTSolver(hessian.HessianStats):
                 w1[:, i:] -= e.unsqueeze(1) @ hinv1[i, i:].unsqueeze(0)
                 err1[:, i] = e
             w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-        return out, {"damp": used_damp}
+        return out, {"damp": used_damp, **({"grid": groups.grid()} if groups else {})}
 
 
 def _masked(values: torch.Tensor, members: torch.Tensor, mask1: torch.Tensor, i1: int, i2: int) -> torch.Tensor:

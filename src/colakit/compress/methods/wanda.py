@@ -60,7 +60,8 @@ class Wanda(Quantization, Pruning):
 
     def solve(self, stats: WandaSolver, w: torch.Tensor, what: str) -> tuple[torch.Tensor, dict]:
         new, info = stats.solve(w, self.sparsity, self.nm)
-        return self.round_to_grid(new), info
+        new, facts = self.round_to_grid(new)
+        return new, {**info, **facts}
 
     def llmcompressor_recipe(self) -> list[RecipeStep]:
         return [RecipeStep(LLMCOMPRESSOR_PRUNING, "WandaPruningModifier", {
