@@ -52,7 +52,7 @@ def test_gptq_w4_on_the_default_model_writes_a_packed_directory_of_the_solved_we
     from colakit.model.load import DEFAULT_MODEL, ModelHandle, load_model
 
     calib = tmp_path / "calib"
-    cs = curate(CurateConfig(sources=["c4"], n=4, seq_len=64, pool_per_source=16), out=calib)
+    cs = curate(CurateConfig(method="random", sources=["c4"], n=4, seq_len=64, pool_per_source=16), out=calib)
     out = tmp_path / "gptq"
     handle = ModelHandle(DEFAULT_MODEL, device="cpu")  # compress_to_dir compresses its model in place
     report = compress_to_dir(handle, calib, out, CompressionConfig("gptq", bits=4, group_size="auto"))

@@ -76,7 +76,7 @@ def test_cli_one_line_errors(tmp_path):
 def test_score_ranks_a_set_in_activation_space(tok, tmp_path):
     from colakit.curate.score import score_set
 
-    calib = curate(CurateConfig(sources=["code"], n=3, seq_len=64, pool_per_source=8, seed=0), tokenizer=tok)
+    calib = curate(CurateConfig(method="random", sources=["code"], n=3, seq_len=64, pool_per_source=8, seed=0), tokenizer=tok)
     kw = dict(target="code", probes_per_capability=2, features=FeatureConfig(layers="every:10"), tokenizer=tok)
     result = score_set(calib, **kw)
     assert set(result["coverage"]) == {"language", "commonsense", "math", "code", "multilingual"}

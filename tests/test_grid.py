@@ -54,6 +54,49 @@ def test_unknown_key_names_its_line_and_the_valid_keys(tmp_path):
         load_grid(write(tmp_path, {**BASE, "seed": 1}))
 
 
+def test_a_value_of_the_wrong_type_names_its_key_line_and_the_type(tmp_path):
+    def refused(cfg, key, message):
+        path = write(tmp_path, cfg)
+        line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.strip().startswith(key))
+        with pytest.raises(ColakitError, match=rf"line {line}: (.*: )?{message}") as err:
+            load_grid(path)
+        return err.value
+
+    cur = BASE["curation"]["random-c4"]
+    err = refused({**BASE, "defaults": {"n": "eight"}}, "n:", r"defaults: n must be an integer, got 'eight' \(a string\)")
+    assert err.hint == "e.g. n: 128"
+    refused({**BASE, "curation": {"random-c4": {**cur, "seq_len": 12.5}}}, "seq_len:",
+            r"curation 'random-c4': seq_len must be an integer, got 12.5")
+    refused({**BASE, "curation": {"random-c4": {**cur, "allow_overlap": "yes please"}}}, "allow_overlap:",
+            "allow_overlap must be true or false")
+    refused({**BASE, "curation": {"random-c4": {**cur, "sources": [1]}}}, "sources:",
+            r"sources must be a string or a list of strings, got \[1\]")
+    refused({**BASE, "curation": {"random-c4": {**cur, "features": {"batch_size": "big"}}}}, "batch_size:",
+            "features: batch_size must be an integer")
+    refused({**BASE, "curation": {"c": {"method": "cola", "params": {"n_init": "five"}}}}, "n_init:",
+            "cola parameters: n_init must be an integer")
+    refused({**BASE, "curation": {"c": {"method": "cola", "params": {"k": 2}}}}, "k:", "unknown key 'k' in cola")
+    refused({**BASE, "compression": {"g": {"method": "gptq", "bits": "four"}}}, "bits:",
+            "compression 'g': bits must be an integer or null, got 'four'")
+    err = refused({**BASE, "compression": {"g": {"method": "gptq", "bits": 4, "damp": "1e-2"}}}, "damp:",
+                  "damp must be a number")
+    assert "1.0e-2" in err.hint
+    refused({**BASE, "evaluate": {"tasks": "ppl_wiki:2", "limit": "all"}}, "limit:", "evaluate: limit must be")
+    refused({**BASE, "score": {"probes": [8]}}, "probes:", "score: probes must be an integer")
+    refused({**BASE, "map": "no"}, "map:", "map must be true or false")
+    refused({**BASE, "model": None}, "model:", "model must be a string, got None")
+    refused({**BASE, "seeds": [0, True]}, "seeds:", "seeds must be an integer or a list of integers")
+    refused({**BASE, "sweep": {"n": [16, "32x"]}}, "- 32x", r"sweep value of n must be an integer, got '32x'")
+    # the same check refuses it before `colakit run --dry-run` prints a cell
+    bad = write(tmp_path, {**BASE, "defaults": {"n": "eight"}})
+    result = CliRunner().invoke(app, ["run", str(bad), "--out", str(tmp_path / "run"), "--dry-run"])
+    assert result.exit_code != 0 and "n must be an integer" in str(result.exception or result.output)
+    assert not (tmp_path / "run").exists()
+    # right types pass: an integer is a fine number, null a fine optional value
+    parse_grid({**BASE, "defaults": {"heldout_fraction": 0, "pool_per_source": None},
+                "compression": {"g": {"method": "gptq", "bits": 4, "group_size": "auto", "damp": 1}}})
+
+
 def test_unknown_method_lists_the_valid_ones(tmp_path):
     cfg = {**BASE, "curation": {"x": {"method": "kmeans", "sources": ["c4"]}}}
     with pytest.raises(ColakitError, match=r"line \d+: unknown curation method 'kmeans'") as err:

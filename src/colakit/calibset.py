@@ -7,18 +7,25 @@ Layout of a CalibrationSet directory::
     manifest.json    colakit version, model id, tokenizer hash, method and parameters, seed,
                      source fingerprints and splits, sequence length, sample count, content hash
 
+The content hash covers every sample record (tokens, text, provenance) and every manifest field
+but the informational ones (``UNHASHED``), so ``load`` refuses a set edited after it was saved. The
+manifest also records a short digest per field (``field_hashes``) and per sample (``sample_hashes``:
+"TOKENS TEXT REST", REST the provenance and selector output), only so the refusal names what changed.
+Sets of format 1 (older colakit) hashed their tokens alone; they load with a warning.
+
 The directory is written to a temporary sibling and renamed into place, so a crash never leaves
-a half-written set that loads. ``to_dataset`` gives the ``input_ids``/``attention_mask`` columns
-that llm-compressor's ``oneshot(dataset=...)`` takes as is.
+a half-written set that loads. Saving the same set twice writes the same bytes (no timestamp).
+``to_dataset`` gives the ``input_ids``/``attention_mask`` columns that llm-compressor's
+``oneshot(dataset=...)`` takes as is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import statistics
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,9 +37,15 @@ from colakit.curate.process import pad_right
 from colakit.errors import ColakitError
 from colakit.model.load import tokenizer_hash
 
+log = logging.getLogger(__name__)
+
 SAMPLES_FILE = "samples.jsonl"
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the hash covers texts, provenance and the manifest; 1: tokens only
+# Manifest fields outside the hash: which colakit wrote the files (the same inputs give the same set
+# under any version that writes the same bytes), the timestamp older versions wrote, and the hashes.
+UNHASHED = ("colakit_version", "created", "content_hash", "field_hashes", "sample_hashes")
+SAMPLE_PARTS = ("tokens", "text", "provenance or selector output")  # the digests of a sample_hashes entry
 
 
 @dataclass
@@ -53,12 +66,82 @@ class Sample:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
 
 
-def _content_hash(samples: list[Sample]) -> str:
+def _canonical(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def _digest(obj) -> str:
+    """A short digest that names what changed; the full check is the content hash."""
+    return hashlib.sha256(_canonical(obj)).hexdigest()[:8]
+
+
+def _hashed(manifest: dict) -> dict:
+    return {k: v for k, v in manifest.items() if k not in UNHASHED}
+
+
+def _sample_digests(s: Sample) -> str:
+    record = asdict(s)
+    tokens, text = record.pop("input_ids"), record.pop("text")
+    return " ".join(_digest(part) for part in (tokens, text, record))  # in SAMPLE_PARTS order
+
+
+def _content_hash(samples: list[Sample], manifest: dict) -> str:
+    h = hashlib.sha256(_canonical(_hashed(manifest)))
+    for s in samples:
+        h.update(b"\n" + s.to_json().encode())
+    return h.hexdigest()[:16]
+
+
+def _tokens_hash(samples: list[Sample]) -> str:
+    """Format 1's content hash: the token ids alone."""
     h = hashlib.sha256()
     for s in samples:
         h.update(json.dumps(s.input_ids, separators=(",", ":")).encode())
         h.update(b"\n")
     return h.hexdigest()[:16]
+
+
+def _check_files(path: Path, manifest: dict, samples: list[Sample]) -> None:
+    """Refuse a saved set whose files disagree with what its manifest recorded, naming what disagrees."""
+    def fail(problem: str):
+        raise ColakitError(f"{path} does not match its manifest: {problem}",
+                           "the set was edited or truncated after it was saved; curate it again")
+
+    version = manifest.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ColakitError(f"{path} has manifest format {version!r}; this colakit reads up to {FORMAT_VERSION}",
+                           "upgrade colakit")
+    if manifest.get("n") != len(samples):
+        fail(f"manifest field 'n' says {manifest.get('n')!r} but {SAMPLES_FILE} holds {len(samples)} samples")
+    if version < 2:
+        stored = manifest.get("content_hash")
+        if stored is not None and stored != _tokens_hash(samples):
+            fail(f"content hash {_tokens_hash(samples)} != {stored}")
+        log.warning("%s was saved by an older colakit (manifest format %s): its tokens are checked, its texts and "
+                    "manifest are not; save it again to protect them", path, version)
+        return
+    longest = max(range(len(samples)), key=lambda i: len(samples[i].input_ids))
+    seq_len = manifest.get("seq_len")
+    if isinstance(seq_len, int) and len(samples[longest].input_ids) > seq_len:  # else its digest decides
+        fail(f"manifest field 'seq_len' says {seq_len!r} but sample {longest} holds "
+             f"{len(samples[longest].input_ids)} tokens")
+    recorded = manifest.get("sample_hashes") or []
+    if len(recorded) != len(samples):
+        fail(f"'sample_hashes' records {len(recorded)} samples but {SAMPLES_FILE} holds {len(samples)}")
+    for i, (s, want) in enumerate(zip(samples, recorded)):
+        for part, got, expected in zip(SAMPLE_PARTS, _sample_digests(s).split(), str(want).split()):
+            if got != expected:
+                fail(f"sample {i} ({SAMPLES_FILE} line {i + 1}): its {part} changed since it was saved")
+    fields, now = manifest.get("field_hashes") or {}, _hashed(manifest)
+    for key in sorted(set(fields) | set(now)):
+        if key not in now:
+            fail(f"manifest field {key!r} is missing")
+        if key not in fields:
+            fail(f"manifest field {key!r} was added after the set was saved")
+        if _digest(now[key]) != fields[key]:
+            fail(f"manifest field {key!r} changed since the set was saved (it now says {now[key]!r:.80})")
+    if manifest.get("content_hash") != _content_hash(samples, manifest):  # e.g. the digests themselves edited
+        fail(f"content hash {_content_hash(samples, manifest)} != {manifest.get('content_hash')}")
 
 
 class CalibrationSet:
@@ -72,10 +155,18 @@ class CalibrationSet:
                 raise ColakitError(f"sample {i} ({s.source}:{s.doc_id}) has no tokens", "drop empty documents")
         self.samples = samples
         self.manifest = dict(manifest)
-        self.manifest.update(n=len(samples), content_hash=_content_hash(samples))
         self.manifest.setdefault("colakit_version", __version__)
-        self.manifest.setdefault("format_version", FORMAT_VERSION)
         self.manifest.setdefault("seq_len", max(len(s.input_ids) for s in samples))
+        self._seal()
+
+    def _seal(self) -> None:
+        """Record what defines the set: its size, format, digests and the content hash over them all."""
+        # as JSON gives it back (tuples -> lists, keys -> strings): the loaded set hashes like the saved one
+        m = self.manifest = json.loads(json.dumps(self.manifest, default=str))
+        m.update(n=len(self.samples), format_version=FORMAT_VERSION,
+                 sample_hashes=[_sample_digests(s) for s in self.samples])
+        m["field_hashes"] = {k: _digest(v) for k, v in _hashed(m).items()}
+        m["content_hash"] = _content_hash(self.samples, m)
 
     # ------------------------------------------------------------------ construction
 
@@ -152,8 +243,7 @@ class CalibrationSet:
                 raise ColakitError(f"output directory {path} already exists", "choose another --out or delete it")
             if not (path / MANIFEST_FILE).exists():
                 raise ColakitError(f"{path} exists and is not a CalibrationSet", "refusing to overwrite it")
-        manifest = dict(self.manifest)
-        manifest.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        self._seal()  # a caller may have edited self.manifest since the set was built
         if path.exists():
             shutil.rmtree(path)
         try:
@@ -161,10 +251,10 @@ class CalibrationSet:
                 with open(tmp / SAMPLES_FILE, "w", encoding="utf-8") as f:
                     for s in self.samples:
                         f.write(s.to_json() + "\n")
-                (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+                (tmp / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2, sort_keys=True, default=str)
+                                                 + "\n")
         except PermissionError as err:
             raise ColakitError(f"cannot write {path}: {err.strerror}", "choose a writable --out") from err
-        self.manifest = manifest
         return path
 
     @classmethod
@@ -180,12 +270,10 @@ class CalibrationSet:
                        if line.strip()]
         except (json.JSONDecodeError, TypeError) as err:
             raise ColakitError(f"{path} is corrupt: {err}", "curate it again") from err
-        stored = manifest.get("content_hash")
-        calib = cls(samples, manifest)
-        if stored is not None and stored != calib.content_hash:
-            raise ColakitError(f"{samples_file} does not match its manifest (content hash {calib.content_hash} != "
-                               f"{stored})", "the set was modified or truncated; curate it again")
-        return calib
+        if not isinstance(manifest, dict) or not samples:
+            raise ColakitError(f"{path} is corrupt: no manifest or no samples", "curate it again")
+        _check_files(path, manifest, samples)
+        return cls(samples, manifest)  # sealed again: a format-1 set gets the current hashes in memory
 
     # ------------------------------------------------------------------ inspection
 

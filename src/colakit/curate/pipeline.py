@@ -26,6 +26,18 @@ from colakit.curate.process import FORMATS, PACKINGS, Candidate, SourceJob, pool
 from colakit.curate.select import get_selector
 from colakit.data.overlap import assert_no_overlap
 from colakit.data.sources import NAMED_SOURCES, get_source
+from colakit.defaults import (
+    DEFAULT_FORMAT,
+    DEFAULT_HELDOUT_FRACTION,
+    DEFAULT_METHOD,
+    DEFAULT_MODEL,
+    DEFAULT_N,
+    DEFAULT_PACKING,
+    DEFAULT_SEED,
+    DEFAULT_SEQ_LEN,
+    DEFAULT_SOURCES,
+    DEFAULT_TARGET,
+)
 from colakit.errors import ColakitError
 from colakit.executors import LocalExecutor, in_order
 from colakit.model.load import ModelHandle, max_context, resolve_model, tokenizer_hash
@@ -34,12 +46,12 @@ log = logging.getLogger(__name__)
 
 
 def defaults_for(compression: str | None) -> dict[str, int]:
-    """Budget and sequence length that suit ``compression`` (None: the general 128 x 512).
+    """Budget and sequence length that suit ``compression`` (None: the general ``colakit.defaults``).
 
     Each method says (``Method.calibration``, COLA stage 2); used when a budget or length is not given.
     """
     if compression is None:
-        return {"n": 128, "seq_len": 512}
+        return {"n": DEFAULT_N, "seq_len": DEFAULT_SEQ_LEN}
     method = get_method(compression)
     if not method.needs_data:
         calibrated = ", ".join(name for name, m in METHODS.items() if m.needs_data)
@@ -49,23 +61,25 @@ def defaults_for(compression: str | None) -> dict[str, int]:
 
 @dataclass
 class CurateConfig:
-    """Everything that determines a CalibrationSet (recorded in its manifest)."""
+    """Everything that determines a CalibrationSet (recorded in its manifest).
 
-    model: str = "smollm2-135m"
-    sources: Sequence[str] = ("c4",)
-    method: str = "random"
-    n: int = 128
-    seq_len: int = 512
-    seed: int = 0
-    format: str = "plain"
-    packing: str = "pack"
+    The defaults are ``colakit.defaults``, the same as ``colakit curate``'s."""
+
+    model: str = DEFAULT_MODEL
+    sources: Sequence[str] = DEFAULT_SOURCES
+    method: str = DEFAULT_METHOD
+    n: int = DEFAULT_N
+    seq_len: int = DEFAULT_SEQ_LEN
+    seed: int = DEFAULT_SEED
+    format: str = DEFAULT_FORMAT
+    packing: str = DEFAULT_PACKING
     pool_per_source: int | None = None  # candidate windows per source; default max(8 * n, 256)
     split_seed: int = 0  # fixed apart from `seed`, so the held-out text stays the same across runs
-    heldout_fraction: float = 0.1
+    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION
     allow_overlap: bool = False
     method_params: dict = field(default_factory=dict)
     features: FeatureConfig = field(default_factory=FeatureConfig)  # Stage 3 activations (feature-based methods)
-    target: str = "general"  # Stage 1: which capability to favour (general = equal weights)
+    target: str = DEFAULT_TARGET  # Stage 1: which capability to favour (general = equal weights)
     weights: dict = field(default_factory=dict)  # Stage 1: explicit capability weights, e.g. {"math": 2}
     probes_per_capability: int = 16  # Stage 1: probe windows that describe each capability
     compression: str | None = None  # the method the set is for (recorded; sets n/seq_len defaults in the CLI)

@@ -1,26 +1,33 @@
 """A grid config (YAML) -> validated curation and compression variants, settings and seeds.
 
-Every error names the key, its line in the file and the valid choices, before anything runs.
+Every error names the key, its line in the file and the valid choices, before anything runs. Every
+value's type is checked here too (against the fields of ``CurateConfig``, ``FeatureConfig``, the
+methods' and selectors' parameters), so ``colakit run --dry-run`` refuses what the run would.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import itertools
 import json
+import types
+from collections import abc
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from colakit.compress import CompressionConfig
 from colakit.compress.config import config_keys
-from colakit.compress.methods import ParameterError
+from colakit.compress.methods import METHODS, ParameterError
 from colakit.compress.packed import DEFAULT_SAVE_FORMAT, check_save_format
 from colakit.curate.features import FeatureConfig
 from colakit.curate.pipeline import CurateConfig, defaults_for
 from colakit.curate.select import SELECTORS
+from colakit.defaults import DEFAULT_MODEL, DEFAULT_TASKS
 from colakit.errors import ColakitError
 from colakit.evaluate.suites import resolve_tasks
 
@@ -36,9 +43,66 @@ SWEEP_SCOPE = "curations"  # a sweep block's optional list of the curation label
 EVAL_KEYS = ("tasks", "limit", "seed", "ppl_seq_len")
 SCORE_KEYS = ("target", "probes", "feature_layers")
 
+# the type of every value, by key (a block checked by its key alone, e.g. curation, is absent)
+TOP_TYPES = {"name": str, "model": str, "seeds": int | list[int], "baseline": str | None, "device": str,
+             "dtype": str, "map": bool, "keep_models": bool}
+CURATE_TYPES = {**{k: t for k, t in get_type_hints(CurateConfig).items() if k in CURATE_KEYS},
+                "sources": str | list[str], "params": dict, "features": dict, "for_compression": bool}
+FEATURE_TYPES = {k: t for k, t in get_type_hints(FeatureConfig).items() if k in FEATURE_KEYS}
+EVAL_TYPES = {"tasks": str | list[str], "limit": int | None, "seed": int, "ppl_seq_len": int}
+SCORE_TYPES = {"target": str, "probes": int, "feature_layers": str}
+CURATE_EXAMPLES = {f.name: f.default for f in dataclasses.fields(CurateConfig)
+                   if f.default is not dataclasses.MISSING}
+
 
 def _compression_keys() -> tuple[str, ...]:
     return (*config_keys(), "backend", "save_format")
+
+
+def _compression_types(method: str) -> dict:
+    cls = METHODS.get(method)
+    own = {k: t for k, t in get_type_hints(cls).items() if k in cls.parameters()} if cls else {}
+    return {"method": str, "batch_size": int, "backend": str, "save_format": str, **own}
+
+
+def _selector_types(method: str) -> tuple[tuple[str, ...] | None, dict]:
+    """A curation method's parameter names (None: it takes any) and their types, from its ``__init__``."""
+    cls = SELECTORS[method]
+    params = inspect.signature(cls).parameters.values()
+    names = None if any(p.kind is p.VAR_KEYWORD for p in params) else tuple(p.name for p in params)
+    return names, get_type_hints(cls.__init__) if cls.__init__ is not object.__init__ else {}
+
+
+def _matches(value, hint) -> bool:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin in (list, abc.Sequence):
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
+    if hint in (int, float):  # YAML's true/false are not numbers here; an integer is a fine float
+        return isinstance(value, int if hint is int else (int, float)) and not isinstance(value, bool)
+    if isinstance(hint, type) and hint is not Any:
+        return isinstance(value, hint)
+    return True  # a type this check does not know: the code that takes the value decides
+
+
+def _expected(hint) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_expected(a) for a in args)
+    if origin in (list, abc.Sequence):
+        return f"a list of {_expected(args[0]).split(' ', 1)[1]}s"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping",
+            type(None): "null"}.get(origin or hint, str(hint))
+
+
+def _kind(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a mapping", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _lines(text: str) -> dict[tuple, int]:
@@ -101,7 +165,7 @@ class GridConfig:
     sweeps: dict[str, list] = field(default_factory=dict)
     # curation label -> the settings points that apply to it (absent: every point in ``settings``)
     scoped: dict[str, list[dict]] = field(default_factory=dict)
-    evaluate: dict = field(default_factory=lambda: {"tasks": "quick", "seed": 0})
+    evaluate: dict = field(default_factory=lambda: {"tasks": DEFAULT_TASKS, "seed": 0})
     score: dict | None = None
     baseline: str | None = None
     map: bool = True
@@ -158,12 +222,33 @@ class _Checker:
     def fail(self, keypath: tuple, problem: str, hint: str):
         raise ColakitError(f"{self.where(keypath)}: {problem}", hint)
 
+    def value(self, keypath: tuple, name: str, value, hint, example=None) -> None:
+        """Refuse a value of the wrong type here, not as a TypeError inside a cell (or when writing results)."""
+        if _matches(value, hint):
+            return
+        key = keypath[-1] if isinstance(keypath[-1], str) else keypath[-2]
+        hint_text = f"e.g. {key}: {json.dumps(example)}" if example is not None else f"give {key} {_expected(hint)}"
+        if isinstance(value, str) and float in (get_args(hint) or (hint,)):
+            try:
+                float(value)
+                hint_text += " (YAML reads 1e-2 as text: write 1.0e-2)"
+            except ValueError:
+                pass
+        self.fail(keypath, f"{name} must be {_expected(hint)}, got {value!r} ({_kind(value)})", hint_text)
+
+    def types(self, mapping: dict, hints: dict, keypath: tuple, what: str, examples: dict | None = None) -> None:
+        for key, value in mapping.items():
+            if key in hints:
+                self.value(keypath + (key,), f"{what}: {key}" if what else key, value, hints[key],
+                           (examples or {}).get(key))
+
     def keys(self, mapping, valid: tuple, keypath: tuple, what: str) -> dict:
         if not isinstance(mapping, dict):
             self.fail(keypath, f"{what} must be a mapping, got {type(mapping).__name__}", f"write {what} as KEY: VALUE lines")
         for key in mapping:
             if key not in valid:
-                self.fail(keypath + (key,), f"unknown key {key!r} in {what}", f"valid keys: {', '.join(valid)}")
+                self.fail(keypath + (key,), f"unknown key {key!r} in {what}",
+                          f"valid keys: {', '.join(valid) or 'none'}")
         return mapping
 
 
@@ -183,18 +268,28 @@ def load_grid(path: str | Path) -> GridConfig:
 def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     check = check or _Checker("grid config", {})
     check.keys(raw, TOP_KEYS, (), "the grid config")
+    check.types(raw, TOP_TYPES, (), "")
     for key in ("curation", "compression"):
         if not raw.get(key):
             check.fail((key,), f"no {key} variants", f"add a '{key}:' mapping of LABEL: {{method: ...}}")
     defaults = check.keys(raw.get("defaults") or {}, CURATE_KEYS, ("defaults",), "defaults")
+    check.types(defaults, CURATE_TYPES, ("defaults",), "defaults", CURATE_EXAMPLES)
     curation = {}
-    for label, params in check.keys(raw["curation"], tuple(raw["curation"]), ("curation",), "curation").items():
-        params = {**defaults, **check.keys(params or {}, CURATE_KEYS, ("curation", label), f"curation {label!r}")}
+    for label, own in check.keys(raw["curation"], tuple(raw["curation"]), ("curation",), "curation").items():
+        own = check.keys(own or {}, CURATE_KEYS, ("curation", label), f"curation {label!r}")
+        check.types(own, CURATE_TYPES, ("curation", label), f"curation {label!r}", CURATE_EXAMPLES)
+        params = {**defaults, **own}
+        where = lambda key: ("curation", label, key) if key in own else ("defaults", key)  # noqa: E731
         method = params.get("method")
         if method not in SELECTORS:
             check.fail(("curation", label, "method"), f"unknown curation method {method!r} in {label!r}",
                        f"valid methods: {', '.join(sorted(SELECTORS))}")
-        check.keys(params.get("features") or {}, FEATURE_KEYS, ("curation", label, "features"), "features")
+        features = check.keys(params.get("features") or {}, FEATURE_KEYS, where("features"), "features")
+        check.types(features, FEATURE_TYPES, where("features"), "features")
+        names, hints = _selector_types(method)
+        takes = tuple(params.get("params") or {}) if names is None else names
+        selector_params = check.keys(params.get("params") or {}, takes, where("params"), f"{method} parameters")
+        check.types(selector_params, hints, where("params"), f"{method} parameters")
         if isinstance(params.get("sources"), str):
             params["sources"] = [s.strip() for s in params["sources"].split(",") if s.strip()]
         curation[str(label)] = Variant(str(label), params)
@@ -202,6 +297,7 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     valid = _compression_keys()
     for label, params in raw["compression"].items():
         params = dict(check.keys(params or {}, valid, ("compression", label), f"compression {label!r}"))
+        check.types(params, _compression_types(params.get("method")), ("compression", label), f"compression {label!r}")
         backend = params.pop("backend", "builtin")
         # kept only when given: the compress stage's digest of an older grid stays what it was
         output = {"save_format": params.pop("save_format")} if "save_format" in params else {}
@@ -226,7 +322,9 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in curation:
         check.fail(("baseline",), f"baseline {baseline!r} is not a curation label", f"use one of: {', '.join(curation)}")
-    evaluate = {"tasks": "quick", "seed": 0, **check.keys(raw.get("evaluate") or {}, EVAL_KEYS, ("evaluate",), "evaluate")}
+    evaluate = check.keys(raw.get("evaluate") or {}, EVAL_KEYS, ("evaluate",), "evaluate")
+    check.types(evaluate, EVAL_TYPES, ("evaluate",), "evaluate")
+    evaluate = {"tasks": DEFAULT_TASKS, "seed": 0, **evaluate}
 
     try:
         resolve_tasks(evaluate["tasks"], evaluate.get("limit"))
@@ -234,9 +332,10 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
         check.fail(("evaluate", "tasks"), err.problem, err.hint)
     score = raw.get("score")
     if score is not None:
-        score = {"target": "general", "probes": 8, "feature_layers": "every:2",
-                 **check.keys(score or {}, SCORE_KEYS, ("score",), "score")}
-    return GridConfig(name=str(raw.get("name", "grid")), model=str(raw.get("model", "smollm2-135m")), seeds=seeds,
+        score = check.keys(score or {}, SCORE_KEYS, ("score",), "score")
+        check.types(score, SCORE_TYPES, ("score",), "score")
+        score = {"target": "general", "probes": 8, "feature_layers": "every:2", **score}
+    return GridConfig(name=str(raw.get("name", "grid")), model=str(raw.get("model", DEFAULT_MODEL)), seeds=seeds,
                       curation=curation, compression=compression, settings=settings, sweeps=sweeps, scoped=scoped,
                       evaluate=evaluate, score=score, baseline=baseline, map=bool(raw.get("map", True)),
                       device=str(raw.get("device", "auto")), dtype=str(raw.get("dtype", "auto")),
@@ -273,6 +372,8 @@ def _settings(raw: dict, check: _Checker, labels: tuple[str, ...]) -> tuple[list
         for key, vals in block.items():
             if not isinstance(vals, list) or not vals:
                 check.fail(keypath + (key,), f"sweep values of {key!r} must be a non-empty list", f"e.g. {key}: [a, b]")
+            for j, v in enumerate(vals):
+                check.value(keypath + (key, j), f"sweep value of {key}", v, CURATE_TYPES[key])
             values.setdefault(key, [])
             values[key] += [v for v in vals if v not in values[key]]
         for combo in itertools.product(*block.values()):
