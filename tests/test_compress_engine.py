@@ -110,7 +110,7 @@ def test_each_block_is_calibrated_on_the_compressed_outputs_of_the_previous_one(
     layout.layers[1].forward = lambda *a, **k: (seen.append(a[0].clone()), original(*a, **k))[1]
     compress(model, ids, mask, CompressionConfig("wanda", sparsity=0.5, batch_size=4))
     del layout.layers[1].forward
-    expected = run_block(layout.layers[0], 0, capture_inputs(model, layout.layers, ids, mask, 4)[0])
+    expected = run_block(layout.layers[0], 0, capture_inputs(model, layout.layers, ids, mask, 4, "cpu")[0])
     assert torch.allclose(seen[0], expected, atol=1e-6)
 
 
@@ -122,7 +122,7 @@ def test_linears_fed_one_tensor_share_their_statistics_which_equal_their_own():
     ids, mask = calibration()
     layout = find_decoder(model)
     block, linears = layout.layers[0], block_linears(layout.layers[0])
-    batch = capture_inputs(model, layout.layers, ids, mask, 4)[0]
+    batch = capture_inputs(model, layout.layers, ids, mask, 4, "cpu")[0]
     state = MaskState()
     state.mask = batch.mask
     got = {False: {}, True: {}}
@@ -209,7 +209,7 @@ def test_awq_fold_preserves_the_block_function(fam):
     model = tiny_model(fam)
     layout = find_decoder(model)
     ids, mask = calibration()
-    batch = capture_inputs(model, layout.layers, ids, mask, 4)[0]
+    batch = capture_inputs(model, layout.layers, ids, mask, 4, "cpu")[0]
     block = layout.layers[0]
     before = run_block(block, 0, batch)
     for group in scale_groups(block, 0, []):

@@ -131,7 +131,7 @@ def test_one_stop_forward_shared_by_features_and_the_compression_engine():
     handle.remove()
     assert forward_until_stop(model, input_ids=ids) is False and head == [1]
     # the engine's input capture stops through the same exception (no block and no head runs)
-    batches = runtime.capture_inputs(model, model.model.layers, ids, torch.ones_like(ids), batch_size=1)
+    batches = runtime.capture_inputs(model, model.model.layers, ids, torch.ones_like(ids), batch_size=1, device="cpu")
     assert len(batches) == 1 and head == [1]
 
 

@@ -10,6 +10,10 @@ It knows no method by name: it asks the config's ``Method`` (``compress/methods`
    block); run the compressed block again, whose outputs are the next block's inputs. Memory
    holds one block's activations for the calibration set, never the whole model's.
 
+Where the weights are is the ``Residency``'s business: in memory (the default), or read from the
+safetensors files block by block and written out as each block finishes (``compress.streamed``,
+for models larger than memory); the engine runs the same steps either way.
+
 A failure part-way restores every block already changed (``keep_backup``), so the caller's model
 is either fully compressed or untouched. The grids quantizing methods report stay beside the
 report (``CompressionReport.grids``, on the CPU): a packed checkpoint stores its codes on them.
@@ -49,6 +53,7 @@ class CompressionReport:
     notes: list[str] = field(default_factory=list)
     calibration: dict = field(default_factory=dict)
     wall_time_s: float = 0.0
+    block_seconds: list[float] = field(default_factory=list)  # each block's wall time, reading and writing included
     # the quantization grid of every quantized linear, by its full name (not in compression.json)
     grids: dict[str, Grid] = field(default_factory=dict, repr=False, compare=False)
 
@@ -66,8 +71,35 @@ class CompressionReport:
     def to_dict(self) -> dict:
         return {"method": self.method, "config": self.config, "model_class": self.model_class,
                 "layers_path": self.layers_path, "calibration": self.calibration,
-                "wall_time_s": round(self.wall_time_s, 3), "sparsity": self.sparsity,
+                "wall_time_s": round(self.wall_time_s, 3), "block_seconds": self.block_seconds,
+                "sparsity": self.sparsity,
                 "notes": self.notes, "blocks": self.blocks}
+
+
+class Residency:
+    """Where the weights are while the engine runs. This one: all in memory, nothing moves.
+
+    ``compress.streamed`` keeps them on disk instead: it reads the input modules for the capture
+    and each block when its turn comes, and writes the compressed block out and frees it in
+    ``finished``. The engine computes the same either way.
+    """
+
+    def device(self, model: nn.Module) -> torch.device:
+        return next(model.parameters()).device
+
+    @contextlib.contextmanager
+    def inputs(self):
+        """The modules the forward runs before block 0 are usable inside (the input capture)."""
+        yield
+
+    @contextlib.contextmanager
+    def block(self, index: int, block: nn.Module):
+        """Block ``index``'s weights are usable inside."""
+        yield
+
+    def finished(self, index: int, block: nn.Module, grids: dict[str, Grid]) -> dict[str, Grid]:
+        """Block ``index`` is compressed; returns the grids the report keeps (here: all of them)."""
+        return grids
 
 
 class _Backup:
@@ -88,12 +120,13 @@ class _Backup:
 
 
 def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_attention_mask: torch.Tensor | None,
-             config: CompressionConfig) -> CompressionReport:
+             config: CompressionConfig, weights: Residency | None = None) -> CompressionReport:
     """Compress the decoder linears of ``model`` in place; return what was done.
 
     ``calib_input_ids``/``calib_attention_mask`` are ``[samples, length]`` (right-padded, as
     ``CalibrationSet.to_tensors`` gives); magnitude and RTN need no data (pass ``None``). A
     ``group_size="auto"`` is resolved for ``model``; the report's config holds the size used.
+    ``weights`` says where the weights are (default: in memory; see ``Residency``).
     """
     notes: list[str] = []
     config = config.resolve(model, notes)
@@ -106,6 +139,7 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
     if has_data:
         calib_attention_mask = runtime.validate_calibration(
             calib_input_ids, calib_attention_mask, getattr(model.config, "vocab_size", None))
+    weights = weights or Residency()
     report = CompressionReport(method=method.name, config=config.to_dict(), model_class=type(model).__name__,
                                layers_path=layout.layers_path, notes=notes)
     started = time.perf_counter()
@@ -115,16 +149,23 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
     try:
         with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", NumericalWarning)
-            batches = (runtime.capture_inputs(model, layout.layers, calib_input_ids, calib_attention_mask,
-                                              config.batch_size) if has_data else None)
+            batches = None
+            if has_data:
+                with weights.inputs():
+                    batches = runtime.capture_inputs(model, layout.layers, calib_input_ids, calib_attention_mask,
+                                                     config.batch_size, weights.device(model))
             if batches:
                 report.calibration.update(samples=int(calib_input_ids.shape[0]),
                                           tokens=sum(b.tokens for b in batches))
             for index, block in enumerate(layout.layers):
-                backup.save(block)
-                record, grids = _compress_block(block, index, batches, method, report.notes)
-                report.blocks.append(record)
-                report.grids.update({f"{layout.layers_path}.{index}.{name}": g.to("cpu") for name, g in grids.items()})
+                block_started = time.perf_counter()
+                with weights.block(index, block):
+                    backup.save(block)
+                    record, grids = _compress_block(block, index, batches, method, report.notes)
+                    report.blocks.append(record)
+                    grids = {f"{layout.layers_path}.{index}.{name}": g.to("cpu") for name, g in grids.items()}
+                    report.grids.update(weights.finished(index, block, grids))
+                report.block_seconds.append(round(time.perf_counter() - block_started, 3))
                 log.info("block %d/%d done (%.1fs)", index + 1, layout.num_layers, time.perf_counter() - started)
         for w in caught:  # re-raise the numerical warnings to the caller, and keep them in the report
             report.notes.append(str(w.message))

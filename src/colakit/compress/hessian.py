@@ -48,40 +48,58 @@ class HessianStats:
     def __init__(self, columns: int, device: torch.device):
         self.xtx = torch.zeros(columns, columns, dtype=torch.float32, device=device)
         self.count = 0
+        self._normalized = False
 
     def add_batch(self, x: torch.Tensor) -> None:
+        if self._normalized:
+            raise RuntimeError("add_batch after the Hessian was read")
         x = x.reshape(-1, x.shape[-1]).float()
         self.xtx.addmm_(x.t(), x)
         self.count += x.shape[0]
 
     @property
     def hessian(self) -> torch.Tensor:
-        return self.xtx / max(self.count, 1)
+        """``X^T X / n``, once every batch is in: the sum is divided in place on first reading, so no
+        second [in, in] copy exists (an 8B model's down_proj Hessian is 0.8 GB in float32)."""
+        if not self._normalized:
+            self.xtx.div_(max(self.count, 1))
+            self._normalized = True
+        return self.xtx
 
 
 def prepare(w: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Copies of ``w`` and ``h`` with dead input columns zeroed in ``w`` and given a unit diagonal."""
-    w, h = w.clone(), h.clone()
+    """A copy of ``w`` with dead input columns zeroed, and ``h`` given a unit diagonal there (a copy
+    only when there are dead columns: ``h`` is the statistics' own Hessian, read again afterwards)."""
+    w = w.clone()
     dead = torch.diag(h) == 0
-    h[dead, dead] = 1
-    w[:, dead] = 0
+    if dead.any():
+        h = h.clone()
+        h[dead, dead] = 1
+        w[:, dead] = 0
     return w, h
 
 
 def inverse_cholesky(h: torch.Tensor, damp: float, what: str = "layer") -> tuple[torch.Tensor, float]:
     """Upper Cholesky factor of ``(H + ridge I)^-1`` and the relative ridge finally used."""
-    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
     mean_diag = torch.diag(h).mean()
     if not torch.isfinite(mean_diag):
         raise ColakitError(f"the calibration activations of {what} are not finite (NaN/Inf)",
                            "check the model dtype (use float32 on CPU) and the calibration set")
     for attempt in range(MAX_ESCALATIONS + 1):
         rel = damp * 10**attempt
-        low, info = torch.linalg.cholesky_ex(h + rel * mean_diag * eye)
+        damped = h.clone()
+        damped.diagonal().add_(rel * mean_diag)
+        low, info = torch.linalg.cholesky_ex(damped)
+        del damped  # each [in, in] temporary is freed as soon as the next exists: at most three live at once
         if info == 0:
             # (L^-1)^T L^-1 = H^-1; a triangular solve is ~40x faster than cholesky_inverse on CPU here
-            low_inv = torch.linalg.solve_triangular(low, eye, upper=False)
-            upper, info = torch.linalg.cholesky_ex(low_inv.t() @ low_inv, upper=True)
+            low_inv = torch.linalg.solve_triangular(low, torch.eye(h.shape[0], dtype=h.dtype, device=h.device),
+                                                    upper=False)
+            del low
+            inverse = low_inv.t() @ low_inv
+            del low_inv
+            upper, info = torch.linalg.cholesky_ex(inverse, upper=True)
+            del inverse
             if info == 0 and torch.isfinite(upper).all():
                 if attempt:
                     warnings.warn(f"{what}: Hessian not positive definite with damp={damp}; "

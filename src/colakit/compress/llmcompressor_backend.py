@@ -19,6 +19,7 @@ from colakit.compress.config import CompressionConfig
 from colakit.compress.directory import refuse_existing, write_report
 from colakit.compress.packed import saved_format
 from colakit.errors import ColakitError
+from colakit.memory import peak_memory
 from colakit.model.layers import find_decoder, weight_matrix
 from colakit.model.load import ModelHandle
 
@@ -98,7 +99,8 @@ def compress_with_llmcompressor(model: ModelHandle, cs, out_dir: str | Path, con
               "save_format": saved_format(config.method.quantizes, packed=True),
               "recipe": [f"{type(m).__name__}({m.model_dump(exclude_unset=True)})" for m in recipe],
               "wall_time_s": round(wall, 3), "model_class": type(model).__name__,
-              "sparsity": sum(r["sparsity"] * r["numel"] for r in linears.values()) / total, "linears": linears}
+              "sparsity": sum(r["sparsity"] * r["numel"] for r in linears.values()) / total, "linears": linears,
+              "peak_memory": peak_memory()}
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, save_compressed=True)
         tokenizer.save_pretrained(tmp)

@@ -89,11 +89,11 @@ def scheme_of(config: dict) -> QuantizationScheme:
     return scheme
 
 
-def packed_state_dict(model: nn.Module, grids: dict[str, Grid], scheme: QuantizationScheme) -> dict:
-    """``model``'s state dict with every linear in ``grids`` replaced by its packed tensors."""
+def pack_linears(state: dict, grids: dict[str, Grid], scheme: QuantizationScheme) -> dict:
+    """``state`` (full tensor names) with every linear in ``grids`` replaced by its packed tensors."""
     compressor = BaseCompressor.get_value_from_registry(scheme.format.value)
     offset = 2 ** (scheme.weights.num_bits - 1)  # colakit's unsigned zero points -> the format's signed ones
-    state = model.state_dict()
+    state = dict(state)
     for name, grid in grids.items():
         weight = state.pop(f"{name}.weight")
         # float32 throughout: the codes are recovered exactly whatever the model's dtype
@@ -106,20 +106,35 @@ def packed_state_dict(model: nn.Module, grids: dict[str, Grid], scheme: Quantiza
     return state
 
 
+def check_grids(linears: list[str], grids: dict[str, Grid]) -> None:
+    """Every quantized linear needs its grid to be packed."""
+    missing = [name for name in linears if name not in grids]
+    if missing:  # a registered method that quantizes without reporting its grids
+        raise ColakitError(f"the method reported no quantization grid for {missing[0]} ({len(missing)} linears)",
+                           "its solve must return the grid as facts['grid']; or use --save-format fake-quant")
+
+
+def decoder_linears(model: nn.Module) -> list[str]:
+    layout = find_decoder(model)
+    return [f"{layout.layers_path}.{i}.{name}" for i in range(layout.num_layers) for name in layout.linears(i)]
+
+
+def write_scheme(directory: Path, model: nn.Module, config: dict) -> None:
+    """Put the compressed-tensors scheme of ``config`` in ``directory``'s config.json; linears outside
+    the decoder blocks (the LM head) are listed as ignored, as llm-compressor writes them."""
+    scheme = scheme_of(config)
+    quantized = set(decoder_linears(model))
+    ignore = [name for name, mod in model.named_modules() if isinstance(mod, nn.Linear) and name not in quantized]
+    quantization = QuantizationConfig(config_groups={"group_0": scheme}, format=scheme.format.value, ignore=ignore,
+                                      quantization_status=QuantizationStatus.COMPRESSED)
+    ModelCompressor(quantization_config=quantization).update_config(str(directory))
+
+
 def save_packed(model: nn.Module, directory: Path, grids: dict[str, Grid], config: dict) -> None:
     """Save ``model`` to ``directory`` with the linears in ``grids`` packed, the scheme in config.json.
 
     ``config`` is compression.json's (bits, resolved group size, sym). The model is left as it was.
     """
-    layout = find_decoder(model)
-    linears = [f"{layout.layers_path}.{i}.{name}" for i in range(layout.num_layers) for name in layout.linears(i)]
-    missing = [name for name in linears if name not in grids]
-    if missing:  # a registered method that quantizes without reporting its grids
-        raise ColakitError(f"the method reported no quantization grid for {missing[0]} ({len(missing)} linears)",
-                           "its solve must return the grid as facts['grid']; or use --save-format fake-quant")
-    scheme = scheme_of(config)
-    ignore = [name for name, mod in model.named_modules() if isinstance(mod, nn.Linear) and name not in grids]
-    quantization = QuantizationConfig(config_groups={"group_0": scheme}, format=scheme.format.value, ignore=ignore,
-                                      quantization_status=QuantizationStatus.COMPRESSED)
-    model.save_pretrained(directory, state_dict=packed_state_dict(model, grids, scheme))
-    ModelCompressor(quantization_config=quantization).update_config(str(directory))
+    check_grids(decoder_linears(model), grids)
+    model.save_pretrained(directory, state_dict=pack_linears(model.state_dict(), grids, scheme_of(config)))
+    write_scheme(directory, model, config)

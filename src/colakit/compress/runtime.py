@@ -80,9 +80,9 @@ def validate_calibration(input_ids: torch.Tensor, attention_mask: torch.Tensor |
 
 
 def capture_inputs(model: nn.Module, layers: nn.ModuleList, input_ids: torch.Tensor,
-                   attention_mask: torch.Tensor, batch_size: int) -> list[Batch]:
-    """The inputs of block 0 and the extra arguments of every block, per batch (trimmed to its longest row)."""
-    device = next(model.parameters()).device
+                   attention_mask: torch.Tensor, batch_size: int, device: torch.device) -> list[Batch]:
+    """The inputs of block 0 and the extra arguments of every block, per batch (trimmed to its longest row),
+    computed on ``device``."""
     originals = list(layers)
     batches = []
     try:

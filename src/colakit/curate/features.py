@@ -33,24 +33,17 @@ from typing import Sequence
 import numpy as np
 import torch
 from rich.progress import track
-from transformers import AutoConfig, AutoModelForCausalLM
 
 from colakit.cache import atomic_path, cache_dir, write_json_atomic
-from colakit.curate import (
-    process,  # process.pad_right: the one padding rule (tests watch it there)
-)
+from colakit.curate import process  # process.pad_right: the one padding rule (tests watch it there)
 from colakit.curate.pool import token_hash_update
 from colakit.errors import ColakitError
 from colakit.executors import LocalExecutor
 from colakit.model.hooks import forward_until_stop, stop_after
 from colakit.model.layers import find_decoder
-from colakit.model.load import (
-    ModelHandle,
-    load_model,
-    resolve_device,
-    resolve_dtype,
-    resolve_model,
-)
+from colakit.model.load import ModelHandle, load_model, resolve_device, resolve_dtype, resolve_model
+from colakit.model.placement import check_device_map, input_device, parse_max_memory
+from colakit.model.streamed import skeleton
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +71,9 @@ class FeatureConfig:
     seed: int = 0  # the projection's seed
     device: str = "auto"
     dtype: str = "auto"
+    # a model larger than one device: accelerate's device map and memory caps (``load_model``)
+    device_map: str | None = None
+    max_memory: str | None = None
     # "mean": masked mean of each hooked layer's output. "moments": per hooked layer, a sketch of
     # the token second-moment matrices sum_t x_t x_t^T of its linears' inputs, which the
     # GPTQ/SparseGPT Hessians are built from (see pooled_activations).
@@ -89,6 +85,8 @@ class FeatureConfig:
             raise ColakitError(f"unknown feature pooling {self.pooling!r}", f"use one of: {', '.join(POOLINGS)}")
         if not 1 <= self.sketch_dim <= 256:
             raise ColakitError(f"sketch_dim {self.sketch_dim} is outside 1..256", "use e.g. 16 (the default)")
+        check_device_map(self.device_map)  # refused now, not after the pool is built
+        parse_max_memory(self.max_memory)
 
     def layer_width(self, hidden: int) -> int:
         """Width of one hooked layer's pooled vector (before the random projection)."""
@@ -267,6 +265,10 @@ class FeatureStore:
                 np.save(f, arr, allow_pickle=False)
 
 
+# where and how fast the model runs, not what it computes: not part of a feature store's key
+_PLACEMENT = ("device", "dtype", "batch_size", "device_map", "max_memory")
+
+
 def _pool_key(candidates: Sequence) -> str:
     key = getattr(candidates, "key", None)  # a StoredPool hashed its token ids while it was written
     if isinstance(key, str):
@@ -297,6 +299,8 @@ class FeaturePlan:
     device: str
     dtype: str  # resolved ("float32", "bfloat16", ...): a worker loads the model exactly so
     pooling: dict = field(default_factory=dict)  # FeatureConfig.pooling_args(): pooled_activations' options
+    device_map: str | None = None
+    max_memory: str | None = None
 
     @property
     def shards(self) -> int:
@@ -313,10 +317,8 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def _architecture(model: ModelHandle) -> tuple[int, int]:
     """(decoder layers, hidden size); from the weights-free skeleton when the weights are not loaded."""
     if not model.loaded:
-        cfg = AutoConfig.from_pretrained(resolve_model(model.name))
-        with torch.device("meta"):  # layer layout without allocating a single weight
-            skeleton = AutoModelForCausalLM.from_config(cfg)
-        return find_decoder(skeleton).num_layers, _hidden(skeleton)
+        shape = skeleton(resolve_model(model.name), torch.float32)  # the layout, without a single weight
+        return find_decoder(shape).num_layers, _hidden(shape)
     return find_decoder(model.model).num_layers, _hidden(model.model)
 
 
@@ -335,22 +337,27 @@ def plan_features(candidates: Sequence, model: ModelHandle, config: FeatureConfi
     dim = min(config.proj_dim or jl_dim(len(candidates), config.jl_eps), width)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
     return FeaturePlan(model.name, tuple(layers), width, dim, config.seed, len(candidates), config.shard_size,
-                       config.batch_size, int(pad), config.device, _dtype_name(dtype), config.pooling_args())
+                       config.batch_size, int(pad), config.device, _dtype_name(dtype), config.pooling_args(),
+                       config.device_map, config.max_memory)
 
 
 def compute_shard(plan: FeaturePlan, model, proj: torch.Tensor, candidates: Sequence, shard: int) -> np.ndarray:
     """Features of one shard (what every executor runs, in-process or in a worker)."""
     start, stop = plan.bounds(shard)
     rows = candidates[start:stop]
-    device = next(model.parameters()).device
+    device = input_device(model)
     return _shard_features(model, rows, list(plan.layers), proj, plan.pad_id, plan.batch_size, device,
                            pooling=plan.pooling)
 
 
 def _feature_worker(plan: FeaturePlan, model) -> tuple:
-    """A feature worker's state: the caller's loaded model (or the plan's, loaded here, once) and the projection."""
+    """A feature worker's state: the caller's loaded model (or the plan's, loaded here, once) and the projection.
+
+    A worker reads only the blocks up to the deepest hooked layer (the forward stops there).
+    """
     if model is None:
-        model = load_model(plan.model_name, device=plan.device, dtype=plan.dtype)
+        model = load_model(plan.model_name, device=plan.device, dtype=plan.dtype, device_map=plan.device_map,
+                           max_memory=plan.max_memory, upto=max(plan.layers))
     return model, projection(plan.width, plan.dim, plan.seed)
 
 
@@ -375,7 +382,7 @@ def extract_features(candidates: Sequence, model: ModelHandle | str, *, config: 
     plan = plan_features(candidates, model, config)
     meta = {"model": model.name, "pool": _pool_key(candidates), "n": len(candidates),
             "layers": list(plan.layers), "dim": plan.dim,
-            **{k: v for k, v in asdict(config).items() if k not in ("device", "dtype", "batch_size")},
+            **{k: v for k, v in asdict(config).items() if k not in _PLACEMENT},
             "model_dtype": f"torch.{plan.dtype}"}
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     store = FeatureStore(store_dir or cache_dir() / "features" / key, meta)

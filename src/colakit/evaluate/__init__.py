@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from colakit.capabilities import CAPABILITIES
+from colakit.defaults import DEFAULT_TASKS
 from colakit.evaluate.comparison import chance_flag, compare_models, paired_rows, retention_rows
 from colakit.evaluate.config import EvalConfig
 from colakit.evaluate.results import read_results, write_results
@@ -28,12 +29,17 @@ from colakit.evaluate.tasks import REGISTRY, get_task, register_task
 from colakit.model.load import ModelHandle
 
 
-def evaluate_model(name: ModelHandle | str | Path | None, tasks: str | list[str] = "quick", *, limit: int | None = None,
-                   seed: int = 0, device: str = "auto", dtype: str = "auto", out: str | Path | None = None,
-                   allow_overlap: bool = False, config: EvalConfig | None = None, on_task=None) -> dict:
-    """Load a model (built-in id, directory or hub id) and ``evaluate`` it."""
+def evaluate_model(name: ModelHandle | str | Path | None, tasks: str | list[str] = DEFAULT_TASKS, *,
+                   limit: int | None = None, seed: int = 0, device: str = "auto", dtype: str = "auto",
+                   out: str | Path | None = None, allow_overlap: bool = False, config: EvalConfig | None = None,
+                   on_task=None, device_map: str | None = None, max_memory: str | dict | None = None) -> dict:
+    """Load a model (built-in id, directory or hub id) and ``evaluate`` it.
+
+    ``device_map``/``max_memory`` (accelerate's): a model larger than one device is spread over the
+    GPUs, the CPU and disk (lm-evaluation-harness's ``parallelize=True``).
+    """
     resolve_tasks(tasks, limit)  # bad task names or limits fail before the model loads
-    handle = ModelHandle.of(name, device=device, dtype=dtype)
+    handle = ModelHandle.of(name, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
     return evaluate(handle.model, handle.tokenizer, tasks, limit=limit, seed=seed, config=config, out=out,
                     model_name=handle.name, model_dir=handle.directory, allow_overlap=allow_overlap, on_task=on_task)
 

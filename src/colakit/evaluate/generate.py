@@ -15,6 +15,7 @@ import torch
 
 from colakit.errors import ColakitError
 from colakit.model.load import max_context
+from colakit.model.placement import input_device
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class _StopOnText:
 
 @torch.inference_mode()
 def _generate_batch(model, tokenizer, prompts: list[str], stop, max_new_tokens: int, max_prompt: int):
-    device = next(model.parameters()).device
+    device = input_device(model)
     with _left_padding(tokenizer):
         enc = tokenizer(prompts, return_tensors="pt", padding=True)
     ids, mask = enc["input_ids"][:, -max_prompt:], enc["attention_mask"][:, -max_prompt:]

@@ -23,6 +23,7 @@ import torch
 
 from colakit.errors import ColakitError
 from colakit.model.load import max_context
+from colakit.model.placement import input_device
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor
 
 @torch.inference_mode()
 def _score_batch(model, batch: list[_Group], pad_id: int, out: list[Score | None]) -> None:
-    device = next(model.parameters()).device
+    device = input_device(model)
     cache, prefix_mask, prefix_lens = None, None, torch.zeros(len(batch), dtype=torch.long)
     if batch[0].prefix:
         ids, prefix_mask = _pad([g.prefix for g in batch], pad_id)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from colakit.errors import ColakitError
 from colakit.evaluate.loglik import prefix_token_id
 from colakit.model.load import max_context
+from colakit.model.placement import input_device
 
 
 def rolling_windows(tokens: list[int], prefix: int, seq_len: int) -> list[tuple[list[int], int]]:
@@ -47,7 +48,7 @@ def rolling_windows(tokens: list[int], prefix: int, seq_len: int) -> list[tuple[
 @torch.inference_mode()
 def _score_windows(model, chunk: list[tuple[int, list[int], int]], pad_id: int) -> list[float]:
     """Summed NLL (nats) of each window's predicted tokens; a window is (doc, sequence, n_pred)."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     width = max(len(s) - 1 for _, s, _ in chunk)
     ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)

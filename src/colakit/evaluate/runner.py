@@ -40,6 +40,8 @@ from colakit.evaluate.perplexity import perplexity
 from colakit.evaluate.suites import resolve_tasks
 from colakit.evaluate.tasks import Task, get_task
 from colakit.model.load import tokenizer_hash
+from colakit.model.placement import input_device, model_dtype
+from colakit.memory import peak_memory
 from colakit.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -91,16 +93,38 @@ _ENGINES = {"multiple_choice": _loglik, "generate": _generate, "perplexity": _pe
 
 
 def model_hash(model) -> str:
-    """sha256 (16 hex) over every parameter and buffer, by name: identifies the weights evaluated."""
+    """sha256 (16 hex) over every parameter and buffer, by name: identifies the weights evaluated.
+
+    A model dispatched with disk offload keeps its weights off the module (on meta); accelerate's
+    ``align_module_device`` brings each module's own in for the moment it is hashed.
+    """
     h = hashlib.sha256()
-    seen = set()
-    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-        if t.data_ptr() in seen:
-            continue  # tied weights count once
-        seen.add(t.data_ptr())
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # reshape: 0-d buffers (Gemma's embed_scale) cannot be viewed as bytes
+    seen: set = set()  # tied weights count once: the same Parameter, or the same storage
+    for prefix, module in model.named_modules():
+        own = [(n, p) for n, p in module.named_parameters(prefix=prefix, recurse=False) if id(p) not in seen]
+        seen.update(id(p) for _, p in own)
+        if not any(p.device.type == "meta" for _, p in own):
+            for name, p in own:
+                _hash_tensor(h, name, p, seen)
+            continue
+        from accelerate.utils import align_module_device
+
+        with align_module_device(module):  # (onloaded copies are fresh storage: no pointer check)
+            values = dict(module.named_parameters(prefix=prefix, recurse=False))
+            for name, _ in own:
+                _hash_tensor(h, name, values[name])
+    for name, t in model.named_buffers():
+        _hash_tensor(h, name, t, seen)
     return h.hexdigest()[:16]
+
+
+def _hash_tensor(h, name: str, t, seen: set | None = None) -> None:
+    if seen is not None:
+        if ("ptr", t.data_ptr()) in seen:
+            return
+        seen.add(("ptr", t.data_ptr()))
+    h.update(name.encode())
+    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # reshape: 0-d buffers (Gemma's embed_scale) cannot be viewed as bytes
 
 
 def check_calibration_overlap(model_dir: str | Path | None, allow: bool) -> dict | None:
@@ -154,7 +178,7 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
     overlap = check_calibration_overlap(model_dir, allow_overlap)
     started = time.time()
     ident = {"name": model_name, "hash": model_hash(model), "class": type(model).__name__,
-             "dtype": str(next(model.parameters()).dtype), "device": str(next(model.parameters()).device),
+             "dtype": str(model_dtype(model)), "device": str(input_device(model)),
              "tokenizer_hash": tokenizer_hash(tokenizer)}
     settings = {k: v for k, v in asdict(cfg).items()}
     out_tasks = {}
@@ -184,7 +208,7 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
                "model": ident, "tasks_requested": requested,
                "limit": limit, "seed": cfg.seed, "settings": settings, "overlap": overlap,
                "tasks": out_tasks, "capabilities": capabilities(out_tasks),
-               "wall_time_s": round(time.time() - started, 2), **provenance(),
+               "wall_time_s": round(time.time() - started, 2), "peak_memory": peak_memory(), **provenance(),
                "config_hash": res.fingerprint([requested, limit, cfg.seed, settings])}
     if out:
         res.write_results(Path(out), results)

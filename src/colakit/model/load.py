@@ -21,17 +21,20 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.convert_slow_tokenizer import generate_merges
 from transformers.utils import logging as hf_logging
 
-from colakit.cache import (
-    _mark_verified,
-    _verified,
-    atomic_dir,
-    atomic_path,
-    cache_dir,
-    sha256_file,
-    wheel_file,
-)
+from colakit.cache import _mark_verified, _verified, atomic_dir, atomic_path, cache_dir, sha256_file, wheel_file
 from colakit.errors import ColakitError
+from colakit.model.checkpoint import Checkpoint, has_safetensors
 from colakit.model.packed import load_packed, packed_config
+from colakit.model.placement import (
+    check_device_map,
+    check_fits,
+    input_device,
+    largest_block,
+    model_dtype,
+    offload_folder,
+    parse_max_memory,
+)
+from colakit.model.streamed import expected_tensors, load_partial, skeleton
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,8 @@ BUILTIN_MODELS = {
                      spm_bpe=True),
     ]
 }
-DEFAULT_MODEL = "smollm2-135m"
+from colakit.defaults import DEFAULT_MODEL  # re-exported: the one home of the default model id is colakit.defaults
+
 _MANIFEST = "colakit-model.json"
 
 
@@ -259,21 +263,57 @@ def ensure_pad_token(tok) -> None:
     )
 
 
-def load_model(name: str | Path | None = None, device: str = "auto", dtype: str | torch.dtype = "auto"):
-    """Load a causal LM in eval mode on ``device`` (``auto``: CUDA when present, else CPU)."""
+def load_model(name: str | Path | None = None, device: str = "auto", dtype: str | torch.dtype = "auto", *,
+               device_map: str | None = None, max_memory: str | dict | None = None, upto: int | None = None):
+    """Load a causal LM in eval mode on ``device`` (``auto``: CUDA when present, else CPU).
+
+    ``device_map`` (``auto``, ``balanced``, ``sequential``; with ``max_memory``) spreads it over the
+    GPUs, the CPU and disk as accelerate does, for a model larger than one device. ``upto``: the
+    caller runs the model only up to decoder block ``upto`` (feature extraction), so only the
+    input modules and blocks ``0..upto`` are read from the files; the rest stays unallocated.
+    A local checkpoint's files are checked complete (every tensor present, no file truncated)
+    before any weight is read.
+    """
     hf_logging.disable_progress_bar()  # colakit shows its own progress; per-tensor bars are noise
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    check_device_map(device_map)
+    max_memory = parse_max_memory(max_memory)
     where = resolve_model(name)
+    local = Path(where).is_dir() and has_safetensors(where)
     try:
         packed = packed_config(where)  # compressed-tensors checkpoints load decompressed, as dense models
-        model = (load_packed(where, packed, dt) if packed is not None
-                 else AutoModelForCausalLM.from_pretrained(where, dtype=dt))
+        if local and packed is not None:  # packed tensors are named otherwise: check the files are complete
+            Checkpoint(where)
+        elif local:
+            check_checkpoint(where, dt, max_memory)
+        if packed is not None and device_map is not None:
+            raise ColakitError(f"{name} is a packed (compressed-tensors) checkpoint: it loads on one device",
+                               "leave out --device-map for it")
+        if local and packed is None and device_map is None and upto is not None:
+            return load_partial(where, dev, dt, upto)
+        if packed is not None:
+            model = load_packed(where, packed, dt)
+        elif device_map is not None:
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dt, device_map=device_map, max_memory=max_memory,
+                                                         offload_folder=offload_folder(where))
+        else:
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dt)
     except (OSError, ValueError) as err:
         raise _hub_error(str(name), err) from err
-    model.to(dev)
+    if device_map is None:
+        model.to(dev)
     model.eval()
     return model
+
+
+def check_checkpoint(directory: str | Path, dtype: torch.dtype, max_memory: dict | None = None) -> None:
+    """Refuse a local checkpoint with a truncated file or a missing tensor, or a ``max_memory`` that
+    cannot hold its largest block, naming the file, the tensor or the block; reads headers only."""
+    model = skeleton(directory, dtype)
+    checkpoint = Checkpoint(directory, model.base_model_prefix)
+    checkpoint.require(expected_tensors(model))
+    check_fits(max_memory, largest_block(model, checkpoint, dtype), "every stage")
 
 
 def tokenizer_hash(tok) -> str:
@@ -305,10 +345,12 @@ class ModelHandle:
     """
 
     def __init__(self, name: str | Path | None = None, *, model=None, tokenizer=None,
-                 device: str = "auto", dtype: str | torch.dtype = "auto"):
+                 device: str = "auto", dtype: str | torch.dtype = "auto", device_map: str | None = None,
+                 max_memory: str | dict | None = None):
         self.name = str(name or DEFAULT_MODEL)
         self._model, self._tokenizer = model, tokenizer
         self.device_request, self.dtype_request = device, dtype
+        self.device_map, self.max_memory = device_map, max_memory
 
     def __repr__(self) -> str:
         return f"ModelHandle({self.name!r}, loaded={self.loaded})"
@@ -327,7 +369,8 @@ class ModelHandle:
     @property
     def model(self):
         if self._model is None:
-            self._model = load_model(self.name, device=self.device_request, dtype=self.dtype_request)
+            self._model = load_model(self.name, device=self.device_request, dtype=self.dtype_request,
+                                     device_map=self.device_map, max_memory=self.max_memory)
         return self._model
 
     @property
@@ -337,11 +380,12 @@ class ModelHandle:
 
     @property
     def device(self) -> torch.device:
-        return next(self._model.parameters()).device if self.loaded else resolve_device(self.device_request)
+        """Where inputs go (a dispatched model's first device)."""
+        return input_device(self._model) if self.loaded else resolve_device(self.device_request)
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self._model.parameters()).dtype if self.loaded else resolve_dtype(self.dtype_request, self.device)
+        return model_dtype(self._model) if self.loaded else resolve_dtype(self.dtype_request, self.device)
 
     @property
     def directory(self) -> Path | None:

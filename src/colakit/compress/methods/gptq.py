@@ -33,9 +33,11 @@ class GPTQSolver(hessian.HessianStats):
         w, h = hessian.prepare(w.float(), self.hessian)
         cols = w.shape[1]
         perm = torch.argsort(torch.diag(h), descending=True) if act_order else torch.arange(cols, device=w.device)
-        w, h = w[:, perm], h[perm][:, perm]
+        if act_order:  # (without it the permutation is the identity: no copies of w and h)
+            w, h = w[:, perm], h[perm][:, perm]
         inv_perm = torch.argsort(perm)
         hinv, used_damp = hessian.inverse_cholesky(h, damp, what)
+        del h
         groups = GroupParams(cols, group_size, bits, sym)
         q_all = torch.zeros_like(w)
         for i1 in range(0, cols, block_size):
@@ -54,7 +56,7 @@ class GPTQSolver(hessian.HessianStats):
                 w1[:, i:] -= e.unsqueeze(1) @ hinv1[i, i:].unsqueeze(0)
                 err1[:, i] = e
             w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-        return q_all[:, inv_perm], {"damp": used_damp, "grid": groups.grid()}
+        return (q_all[:, inv_perm] if act_order else q_all), {"damp": used_damp, "grid": groups.grid()}
 
 
 @register_method

@@ -43,6 +43,7 @@ class SparseGPTSolver(hessian.HessianStats):
         w, h = hessian.prepare(w.float(), self.hessian)
         rows, cols = w.shape
         hinv, used_damp = hessian.inverse_cholesky(h, damp, what)
+        del h
         if nm:
             block_size = max(nm[1], block_size - block_size % nm[1])  # N:M groups must not straddle blocks
         groups = GroupParams(cols, group_size, bits, sym) if bits else None
