@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -40,14 +41,32 @@ def cache_dir() -> Path:
 # --------------------------------------------------------------------------- atomic writes
 
 
+def _fresh(final: Path, make) -> Path:
+    """A new, unused name beside ``final``, created by ``make(path)``.
+
+    Not tempfile.mkstemp/mkdtemp: they create 0600 files and 0700 directories, which the rename
+    would carry to the result; created here with the full mode, the umask decides (0644/0755 under 022).
+    """
+    for _ in range(100):
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            make(tmp)
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {final}")
+
+
+def _new_file(path: Path) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it over ``final`` only on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _fresh(final, _new_file)
     try:
         yield tmp_path
         os.replace(tmp_path, final)
@@ -56,15 +75,36 @@ def atomic_path(final: Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def replace_dir(new: Path, final: Path) -> None:
+    """Move the finished directory ``new`` to ``final``, replacing a directory already there.
+
+    The old one is renamed aside first and deleted only once the new one is in place, so a reader
+    sees the old directory or the new one, never a mix (for an instant, neither); a failed rename
+    puts the old one back.
+    """
+    new, final = Path(new), Path(final)
+    if not final.exists():
+        os.replace(new, final)
+        return
+    old = final.with_name(f".{final.name}.{secrets.token_hex(4)}.old")
+    os.replace(final, old)
+    try:
+        os.replace(new, final)
+    except BaseException:
+        os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``final``; move it to ``final`` only on success.
 
-    ``final`` must not exist yet (directories cannot be replaced atomically over old ones).
+    ``final`` must not exist yet (``replace_dir`` swaps a finished directory over an old one).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = _fresh(final, os.mkdir)
     try:
         yield tmp
         os.replace(tmp, final)

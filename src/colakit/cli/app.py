@@ -4,6 +4,8 @@ Streams, as pip, git and lm-eval use them: results (tables, listings, JSON, the 
 made) go to standard output through ``out``; logs, progress, warnings and errors go to standard
 error through ``console``. Text a user gave (paths, names, messages quoting them) goes through
 ``escape`` before rich prints it, so square brackets in it are printed, not read as markup.
+With ``--json`` a command prints its result as one JSON document (``print_json``), the only thing
+on stdout. Every ``--out`` is checked by ``colakit.paths.check_output`` before any work starts.
 
 Exit codes: 0 success; 1 an unexpected failure (a bug: one line, ``-v`` for the traceback);
 2 a usage error or bad input (the message names the problem and the fix); 130 interrupted.
@@ -11,6 +13,7 @@ Exit codes: 0 success; 1 an unexpected failure (a bug: one line, ``-v`` for the 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -40,6 +43,26 @@ out = Console()  # results
 def escape(text) -> str:
     """``text`` as rich prints it verbatim (``[v2]`` stays ``[v2]``)."""
     return _escape(str(text))
+
+
+def json_option():
+    return typer.Option(False, "--json", help="Print the result as one JSON document on stdout (logs stay on stderr).")
+
+
+def device_map_option():
+    return typer.Option(None, "--device-map", help="Spread a model larger than one device over the GPUs, the CPU "
+                        "and disk, as accelerate does: auto, balanced, balanced_low_0 or sequential.")
+
+
+def max_memory_option():
+    return typer.Option(None, "--max-memory", help="Memory cap per device, accelerate's way: 0=20GiB,cpu=64GiB "
+                        "(with --device-map; for compress, the room one decoder block gets). A cap below one "
+                        "block's weights is refused before any work.")
+
+
+def print_json(obj) -> None:
+    """A command's result under --json: one JSON document, the only thing on stdout."""
+    print(json.dumps(obj, indent=2, default=str))
 
 
 def parse_params(items: list[str], example: str) -> dict:

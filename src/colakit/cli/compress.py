@@ -6,8 +6,10 @@ from pathlib import Path
 
 import typer
 
-from colakit.cli.app import app, console, parse_params
+from colakit.cli.app import app, console, escape, json_option, max_memory_option, parse_params, print_json
+from colakit.defaults import DEFAULT_MODEL
 from colakit.errors import ColakitError
+from colakit.paths import check_output, output_dir
 
 # the options that are method parameters: only those given on the command line reach the method,
 # so a method is never handed a key it does not take (and one given for the wrong method is refused)
@@ -31,8 +33,9 @@ def compress_command(
     calib: Path = typer.Option(None, "--calib", help="CalibrationSet directory (magnitude and rtn need none)."),
     method: str = typer.Option(..., "--method", help="sparsegpt, wanda, gptq, awq, or the baselines magnitude, rtn "
                                                      "(any registered method)."),
-    out: Path = typer.Option(..., "--out", help="New output directory (an existing one is refused)."),
-    model: str = typer.Option("smollm2-135m", "--model", help="Built-in model id or Hugging Face model directory."),
+    out: Path = typer.Option(..., "--out", help="New output directory (an existing one is refused without "
+                                                "--overwrite)."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Built-in model id or Hugging Face model directory."),
     sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of weights to remove (unstructured pruning)."),
     pattern: str = typer.Option("unstructured", "--pattern", help="unstructured, or N:M (keep N of every M, e.g. 2:4)."),
     bits: int = typer.Option(None, "--bits", help="Quantization bits 2-8 (gptq/awq/rtn: default 4; sparsegpt: joint)."),
@@ -63,10 +66,22 @@ def compress_command(
              "zeros in both (nothing to pack without --bits)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (float32 on CPU), float32, bfloat16, float16."),
+    max_memory: str = max_memory_option(),
+    streamed: bool = typer.Option(None, "--streamed/--load-whole",
+                                  help="Read each decoder block from the safetensors files when its turn comes and "
+                                       "write it out when done (the default for a safetensors model: it never sits "
+                                       "in memory whole), or load the whole model first."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing compressed model at --out, once "
+                                                              "the new one is completely written."),
+    as_json: bool = json_option(),
 ):
     """Prune or quantize MODEL, calibrated by the CalibrationSet at --calib; write a model directory + compression.json."""
     from colakit.compress import CompressionConfig, compress_to_dir, get_method
 
+    check_output(out, directory=True, overwrite=overwrite, ours=lambda p: (p / "compression.json").is_file(),
+                 what="a compressed model directory (no compression.json)")
+    if calib is not None and not calib.is_dir():  # before the model loads
+        raise ColakitError(f"--calib {calib} is not a directory", "pass a CalibrationSet (colakit curate --out DIR)")
     # the source by name: recent typer versions bring their own copy of click and its enum
     params = {k: ctx.params[k] for k in METHOD_OPTIONS if ctx.get_parameter_source(k).name != "DEFAULT"}
     if "awq_search_tokens" in params:
@@ -82,9 +97,15 @@ def compress_command(
     if backend == "llmcompressor" and "value_hessian" in get_method(method).parameters():
         params.setdefault("value_hessian", "tokens")  # its only kind; an explicit attention is refused
     config = CompressionConfig(method, batch_size=batch_size, **params)
-    with console.status(f"compressing {model} with {method} ({backend})"):
-        result = compress_to_dir(model, calib, out, config, device=device, dtype=dtype, backend=backend,
-                                 save_format=save_format)
+    with console.status(f"compressing {escape(model)} with {escape(method)} ({escape(backend)})"), \
+            output_dir(out) as dest:
+        result = compress_to_dir(model, calib, dest, config, device=device, dtype=dtype, backend=backend,
+                                 save_format=save_format, max_memory=max_memory, streamed=streamed)
     sparsity_note = f", sparsity {result['sparsity']:.3f}" if result.get("sparsity") else ""
-    console.print(f"{method}: {out} ({result['save_format']}, {result['wall_time_s']:.1f}s{sparsity_note})")
+    console.print(f"{escape(method)}: {escape(out)} ({result['save_format']}, {result['wall_time_s']:.1f}s"
+                  f"{sparsity_note})")
+    if as_json:
+        print_json({"out": str(out), **{k: result.get(k) for k in (
+            "method", "model", "backend", "save_format", "sparsity", "wall_time_s", "config")}})
+        return
     print(out)

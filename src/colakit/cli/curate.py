@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -10,11 +9,32 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from colakit.cli.app import app, console, parse_params
+from colakit.cli.app import (
+    app,
+    console,
+    device_map_option,
+    escape,
+    json_option,
+    max_memory_option,
+    parse_params,
+    print_json,
+)
+from colakit.cli.app import out as stdout  # results; "out" is the --out option here
 from colakit.data.spec import HELP as SPEC_HELP
+from colakit.defaults import (
+    DEFAULT_FORMAT,
+    DEFAULT_HELDOUT_FRACTION,
+    DEFAULT_METHOD,
+    DEFAULT_MODEL,
+    DEFAULT_N,
+    DEFAULT_PACKING,
+    DEFAULT_SEED,
+    DEFAULT_SEQ_LEN,
+    DEFAULT_SOURCES,
+    DEFAULT_TARGET,
+)
 from colakit.executors import EXECUTORS
-
-DEFAULT_SOURCES = ("c4", "wiki", "code", "math", "commonsense", "multilingual")
+from colakit.paths import check_output, output_dir
 
 
 def _user_fields(specs: list[str], fields: dict[str, str]) -> list[str]:
@@ -51,36 +71,35 @@ def _report_splits() -> None:
 @app.command(epilog=SPEC_HELP)
 def curate(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory for the CalibrationSet."),
-    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Built-in id, model directory or hub id."),
-    # Defaults from configs/general.yaml (3 seeds, README): COLA over the paper's five sources kept more
-    # than random C4 after SparseGPT 50% and GPTQ w4; adding the multilingual source (the general target
-    # probes it) kept more again after SparseGPT and as much after GPTQ.
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Built-in id, model directory or hub id."),
     sources: str = typer.Option(",".join(DEFAULT_SOURCES), "--sources", "-s",
                                 help="Comma-separated source specs: named sources (colakit sources list) or your "
                                 "own files, folders, globs, saved or hub datasets (grammar below; a spec with a "
                                 "comma goes in double quotes)."),
-    method: str = typer.Option("cola", "--method", help="Curation method (selector): cola, random, mix-uniform, "
+    method: str = typer.Option(DEFAULT_METHOD, "--method", help="Curation method (selector): cola, random, mix-uniform, "
                                "igsp, zipcal, self-gen, self-cal."),
-    n: int = typer.Option(None, "--n", help="Number of calibration samples, the budget (default 128, or per --compression)."),
-    seq_len: int = typer.Option(None, "--seq-len", help="Tokens per sample (default 512, or per --compression)."),
+    n: int = typer.Option(None, "--n", help=f"Number of calibration samples, the budget (default {DEFAULT_N}, or per "
+                   "--compression)."),
+    seq_len: int = typer.Option(None, "--seq-len", help=f"Tokens per sample (default {DEFAULT_SEQ_LEN}, or per --compression)."),
     compression: str = typer.Option(None, "--compression", help="sparsegpt, wanda, gptq or awq: the method the set is "
                                     "for; sets --n/--seq-len defaults (pruning 128 x 2048, AWQ 64 x 512)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: same inputs and seed give the same set."),
-    fmt: str = typer.Option("plain", "--format", help="plain, qa, qa-cot or chat. Your own data needs the fields: "
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Random seed: same inputs and seed give the same set."),
+    fmt: str = typer.Option(DEFAULT_FORMAT, "--format", help="plain, qa, qa-cot or chat. Your own data needs the fields: "
                             "--field question=COL --field answer=COL (qa, qa-cot, chat) or --field messages=COL (chat)."),
     field_map: list[str] = typer.Option(None, "--field", help="ROLE=FIELD (repeatable) for your own sources: text, "
                                         "question, answer, reasoning, messages, e.g. --field question=prompt "
                                         "--field answer=response. A spec's own ?question=... wins."),
-    heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", help="Fraction of each source's documents "
+    heldout_fraction: float = typer.Option(DEFAULT_HELDOUT_FRACTION, "--heldout-fraction", help="Fraction of each source's documents "
                                            "held out of calibration, by a seeded hash of the document id. The "
                                            "default is the same for named sources and your own (whose counts are "
                                            "printed on stderr); 0 uses every document; ?heldout=F on one spec sets "
                                            "that source alone."),
-    packing: str = typer.Option("pack", "--packing", help="pack (concatenate + cut) or truncate (one doc each)."),
+    packing: str = typer.Option(DEFAULT_PACKING, "--packing", help="pack (concatenate + cut) or truncate (one doc each)."),
     pool: int = typer.Option(None, "--pool", help="Candidate windows per source (default max(8n, 256))."),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Warn instead of refusing on eval overlap."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CalibrationSet at --out."),
-    target: str = typer.Option("general", "--target", help="general, language, commonsense, math, code or multilingual."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CalibrationSet at --out, once "
+                                   "the new one is completely written."),
+    target: str = typer.Option(DEFAULT_TARGET, "--target", help="general, language, commonsense, math, code or multilingual."),
     weights: str = typer.Option(None, "--weights", help="Capability weights, e.g. commonsense=1,math=2."),
     param: list[str] = typer.Option(None, "--param", "-p", help="Method parameter NAME=VALUE (repeatable), e.g. -p n_init=5."),
     feature_layers: str = typer.Option("all", "--feature-layers", help="Layers probed: all, every:K or 0,5,9."),
@@ -89,6 +108,8 @@ def curate(
                                         "(sketched second moments of the linears' inputs: GPTQ/SparseGPT Hessians)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:1 ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16."),
+    device_map: str = device_map_option(),
+    max_memory: str = max_memory_option(),
     executor: str = typer.Option("local", "--executor", help=f"Where sources and feature shards run: "
                                  f"{' or '.join(EXECUTORS)} (local: this process; ray: Ray workers, pip install "
                                  "'colakit\\[ray]'). Same result either way."),
@@ -96,15 +117,19 @@ def curate(
                                 "default: start a local Ray with --workers CPUs."),
     workers: int = typer.Option(2, "--workers", help="Ray feature workers (actors), each loading the model once."),
     gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="GPUs per Ray feature worker."),
+    as_json: bool = json_option(),
 ):
     """Curate a CalibrationSet from SOURCES with METHOD and save it to OUT."""
-    from colakit.curate.coverage import parse_weights
+    from colakit.curate.coverage import parse_weights, target_weights
     from colakit.curate.features import FeatureConfig
     from colakit.curate.pipeline import CurateConfig, defaults_for
     from colakit.curate.pipeline import curate as run_curate
     from colakit.data.spec import parse_field_flags, split_specs
     from colakit.executors import get_executor
 
+    check_output(out, directory=True, overwrite=overwrite, ours=lambda p: (p / "manifest.json").is_file(),
+                 what="a CalibrationSet (no manifest.json)")
+    target_weights(target, parse_weights(weights))  # a bad --target/--weights is refused now, not after the pool
     defaults = defaults_for(compression)
     n = defaults["n"] if n is None else n
     seq_len = defaults["seq_len"] if seq_len is None else seq_len
@@ -114,20 +139,26 @@ def curate(
                           allow_overlap=allow_overlap, target=target, weights=parse_weights(weights),
                           method_params=parse_params(param or [], "n_init=5"),
                           features=FeatureConfig(layers=feature_layers, proj_dim=proj_dim, device=device, dtype=dtype,
-                                                   pooling=feature_pooling))
+                                                   pooling=feature_pooling, device_map=device_map,
+                                                   max_memory=max_memory))
     runner = get_executor(executor, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
     _report_splits()
     t0 = time.time()
-    with console.status(f"curating {n} x {seq_len} tokens from {sources} with {method} ({executor})"):
-        calib = run_curate(config, out=out, overwrite=overwrite, executor=runner)
-    console.print(f"wrote {len(calib)} samples ({calib.num_tokens} tokens) to {out} in {time.time() - t0:.1f}s")
+    with console.status(f"curating {n} x {seq_len} tokens from {escape(sources)} with {escape(method)} "
+                        f"({escape(executor)})"), output_dir(out) as dest:
+        calib = run_curate(config, out=dest, executor=runner)
+    seconds = time.time() - t0
+    console.print(f"wrote {len(calib)} samples ({calib.num_tokens} tokens) to {escape(out)} in {seconds:.1f}s")
+    if as_json:
+        print_json({"out": str(out), "seconds": round(seconds, 3), **calib.summary()})
+        return
     print(out)
 
 
 @app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A CalibrationSet directory."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    as_json: bool = json_option(),
 ):
     """Sample count, source mix, length distribution and token count of a CalibrationSet."""
     from colakit.calibset import CalibrationSet
@@ -135,45 +166,50 @@ def inspect(
     calib = CalibrationSet.load(path)
     summary = calib.summary()
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
         return
-    table = Table(title=f"CalibrationSet {path}", show_header=False)
+    table = Table(title=f"CalibrationSet {escape(path)}", show_header=False)
     for key in ("samples", "tokens", "method", "model", "seed", "seq_len", "content_hash"):
-        table.add_row(key, str(summary[key]))
+        table.add_row(key, escape(summary[key]))
     length = summary["length"]
     table.add_row("length (tokens)", f"min {length['min']}  median {length['median']}  mean {length['mean']}  "
                                      f"max {length['max']}")
-    table.add_row("sources", "  ".join(f"{k}: {v}" for k, v in summary["sources"].items()))
-    console.print(table)
-    example = calib.samples[0].text[:300].replace("\n", " ")
-    console.print(f"[dim]first sample:[/] {example}...", highlight=False)
+    table.add_row("sources", escape("  ".join(f"{k}: {v}" for k, v in summary["sources"].items())))
+    stdout.print(table)
+    example = calib.samples[0].text[:300].replace("\n", " ") if len(calib) else ""
+    stdout.print(f"[dim]first sample:[/] {escape(example)}...", highlight=False)
 
 
 @app.command()
 def score(
     path: Path = typer.Argument(..., help="A CalibrationSet directory."),
     model: str = typer.Option(None, "--model", "-m", help="Model whose activations define the space (default: the set's)."),
-    target: str = typer.Option("general", "--target", help="general, language, commonsense, math, code or multilingual."),
+    target: str = typer.Option(DEFAULT_TARGET, "--target", help="general, language, commonsense, math, code or multilingual."),
     weights: str = typer.Option(None, "--weights", help="Capability weights, e.g. math=2,code=1."),
     probes: int = typer.Option(16, "--probes", help="Probe windows per capability."),
     feature_layers: str = typer.Option("all", "--feature-layers", help="Layers probed: all, every:K or 0,5,9."),
     device: str = typer.Option("auto", "--device"),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    device_map: str = device_map_option(),
+    max_memory: str = max_memory_option(),
+    as_json: bool = json_option(),
 ):
     """Representativeness, diversity and proxy score of a CalibrationSet, without compressing anything."""
-    from colakit.curate.coverage import parse_weights
+    from colakit.curate.coverage import parse_weights, target_weights
     from colakit.curate.features import FeatureConfig
     from colakit.curate.score import score_set
 
+    target_weights(target, parse_weights(weights))  # before the model loads
+
     with console.status("scoring in activation space"):
         result = score_set(path, model=model, target=target, weights=parse_weights(weights),
-                           probes_per_capability=probes, features=FeatureConfig(layers=feature_layers, device=device))
+                           probes_per_capability=probes, features=FeatureConfig(layers=feature_layers, device=device,
+                                                                   device_map=device_map, max_memory=max_memory))
     if as_json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
         return
-    table = Table(title=f"{path} ({target})", show_header=False)
+    table = Table(title=f"{escape(path)} ({escape(target)})", show_header=False)
     for key in ("representativeness", "diversity", "proxy"):
         table.add_row(key, f"{result[key]:.4f}")
     for cap, value in result["coverage"].items():
-        table.add_row(f"coverage[{cap}] (w={result['weights'][cap]:g})", f"{value:.4f}")
-    console.print(table)
+        table.add_row(escape(f"coverage[{cap}] (w={result['weights'][cap]:g})"), f"{value:.4f}")
+    stdout.print(table)

