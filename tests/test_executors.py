@@ -7,7 +7,6 @@ workers that cannot start fail the test instead of hanging CI.
 """
 
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
