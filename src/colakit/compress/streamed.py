@@ -107,7 +107,7 @@ def copy_outside(names: list[str], checkpoint: Checkpoint, dtype: torch.dtype, w
     (bfloat16 or float16 to float32) stays as stored: loading it in ``dtype`` gives the very values
     loading the widened copy would, at half the bytes; any other is cast to ``dtype`` as loading does."""
     for name in names:
-        value = checkpoint.read(name)
+        value = checkpoint.read(name, copy=False)  # only read: no copy beside the one the writer makes
         if value.is_floating_point() and not _widens_exactly(value.dtype, dtype):
             value = value.to(dtype)
         writer.write({name: value})
