@@ -12,7 +12,7 @@ export COLAKIT_CACHE ?= $(CURDIR)/.colakit-cache
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup fetch browser test test-unit demo bench clean
+.PHONY: setup fetch browser test test-unit demo bench clean docs
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,6 +44,10 @@ test-unit: setup
 demo: fetch
 	$(COLAKIT) run configs/demo.yaml --out $(DEMO_OUT)
 	$(COLAKIT) report $(DEMO_OUT) --out $(DEMO_OUT)/report.html
+
+# docs/cli.md (from the typer app) and docs/api.md (from docstrings); tests/test_docs.py checks they are current.
+docs: setup
+	$(PY) tools/gen_docs.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
