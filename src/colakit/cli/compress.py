@@ -76,12 +76,13 @@ def compress_command(
     as_json: bool = json_option(),
 ):
     """Prune or quantize MODEL, calibrated by the CalibrationSet at --calib; write a model directory + compression.json."""
-    from colakit.compress import CompressionConfig, compress_to_dir, get_method
-
+    # the paths first: a bad --out is refused before torch is even imported (seconds on a small machine)
     check_output(out, directory=True, overwrite=overwrite, ours=lambda p: (p / "compression.json").is_file(),
                  what="a compressed model directory (no compression.json)")
     if calib is not None and not calib.is_dir():  # before the model loads
         raise ColakitError(f"--calib {calib} is not a directory", "pass a CalibrationSet (colakit curate --out DIR)")
+    from colakit.compress import CompressionConfig, compress_to_dir, get_method
+
     # the source by name: recent typer versions bring their own copy of click and its enum
     params = {k: ctx.params[k] for k in METHOD_OPTIONS if ctx.get_parameter_source(k).name != "DEFAULT"}
     if "awq_search_tokens" in params:

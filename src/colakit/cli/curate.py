@@ -120,6 +120,9 @@ def curate(
     as_json: bool = json_option(),
 ):
     """Curate a CalibrationSet from SOURCES with METHOD and save it to OUT."""
+    # the path first: a bad --out is refused before torch is even imported (seconds on a small machine)
+    check_output(out, directory=True, overwrite=overwrite, ours=lambda p: (p / "manifest.json").is_file(),
+                 what="a CalibrationSet (no manifest.json)")
     from colakit.curate.coverage import parse_weights, target_weights
     from colakit.curate.features import FeatureConfig
     from colakit.curate.pipeline import CurateConfig, defaults_for
@@ -127,8 +130,6 @@ def curate(
     from colakit.data.spec import parse_field_flags, split_specs
     from colakit.executors import get_executor
 
-    check_output(out, directory=True, overwrite=overwrite, ours=lambda p: (p / "manifest.json").is_file(),
-                 what="a CalibrationSet (no manifest.json)")
     target_weights(target, parse_weights(weights))  # a bad --target/--weights is refused now, not after the pool
     defaults = defaults_for(compression)
     n = defaults["n"] if n is None else n
