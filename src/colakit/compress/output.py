@@ -35,12 +35,12 @@ from colakit.compress.quantizer import Grid
 from colakit.compress.streamed import ShardWriter, StreamedWeights, copy_outside, outside_blocks, save_config
 from colakit.errors import ColakitError
 from colakit.memory import peak_memory
-from colakit.model.checkpoint import Checkpoint, has_safetensors
+from colakit.model.checkpoint import has_safetensors
 from colakit.model.layers import find_decoder
-from colakit.model.load import ModelHandle, max_context, resolve_device, resolve_dtype
+from colakit.model.load import ModelHandle, check_checkpoint, max_context, resolve_device, resolve_dtype
 from colakit.model.packed import packed_config
-from colakit.model.placement import check_fits, largest_block, parse_max_memory
-from colakit.model.streamed import expected_tensors, move_buffers, skeleton
+from colakit.model.placement import check_fits, parse_max_memory
+from colakit.model.streamed import move_buffers
 from colakit.provenance import provenance
 
 
@@ -170,15 +170,13 @@ def _compress_streamed(directory: Path, handle: ModelHandle, cs, out_dir, config
     """``compress_to_dir`` from the files: a meta skeleton, each block read, compressed, written, freed."""
     dev = resolve_device(handle.device_request)
     dt = resolve_dtype(handle.dtype_request, dev)
-    model = skeleton(directory, dt)
-    checkpoint = Checkpoint(directory, model.base_model_prefix)  # every file's header: truncation fails here
+    # every file's header and every tensor the model needs, and --max-memory, before any work
+    model, checkpoint = check_checkpoint(directory, dt, max_memory, "compression")
     notes: list[str] = []
     config = dataclasses.replace(config.resolve(model, notes), keep_backup=False)  # the files are the backup
     config.validate_for(model)
     layout = find_decoder(model)
-    checkpoint.require(expected_tensors(model))  # a missing tensor is named now, not at its block
     outside = outside_blocks(model)
-    check_fits(max_memory, largest_block(model, checkpoint, dt), "compression")
     pack = save_format == COMPRESSED_TENSORS
     if pack:
         check_packable(config.method, model)

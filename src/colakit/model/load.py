@@ -307,13 +307,17 @@ def load_model(name: str | Path | None = None, device: str = "auto", dtype: str 
     return model
 
 
-def check_checkpoint(directory: str | Path, dtype: torch.dtype, max_memory: dict | None = None) -> None:
+def check_checkpoint(directory: str | Path, dtype: torch.dtype, max_memory: dict | None = None,
+                     what: str = "every stage") -> tuple:
     """Refuse a local checkpoint with a truncated file or a missing tensor, or a ``max_memory`` that
-    cannot hold its largest block, naming the file, the tensor or the block; reads headers only."""
+    cannot hold its largest block (which ``what`` needs), naming the file, the tensor or the block;
+    reads headers only. Returns the model's meta skeleton and the checkpoint, for a caller that
+    goes on to read it block by block."""
     model = skeleton(directory, dtype)
     checkpoint = Checkpoint(directory, model.base_model_prefix)
     checkpoint.require(expected_tensors(model))
-    check_fits(max_memory, largest_block(model, checkpoint, dtype), "every stage")
+    check_fits(max_memory, largest_block(model, checkpoint, dtype), what)
+    return model, checkpoint
 
 
 def tokenizer_hash(tok) -> str:

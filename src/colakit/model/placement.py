@@ -14,6 +14,7 @@ import torch
 from accelerate.utils import convert_file_size_to_int
 from torch import nn
 
+from colakit.cache import cache_dir
 from colakit.errors import ColakitError
 from colakit.model.checkpoint import Checkpoint
 from colakit.model.layers import find_decoder
@@ -100,6 +101,4 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 
 def offload_folder(directory: str | Path) -> Path:
     """Where accelerate may write weights that go to disk (safetensors checkpoints are read in place)."""
-    from colakit.cache import cache_dir
-
     return cache_dir() / "offload" / Path(directory).name
