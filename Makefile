@@ -12,7 +12,7 @@ export COLAKIT_CACHE ?= $(CURDIR)/.colakit-cache
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup fetch browser test test-unit demo bench clean docs
+.PHONY: setup fetch browser test test-unit demo bench clean docs results results-check
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,7 +33,7 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "could not install chromium: tests/test_report_browser.py will skip"
 
-test: fetch browser
+test: fetch browser results-check
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Unit tests only (tiny random models; no downloads).
@@ -48,6 +48,14 @@ demo: fetch
 # docs/cli.md (from the typer app) and docs/api.md (from docstrings); tests/test_docs.py checks they are current.
 docs: setup
 	$(PY) tools/gen_docs.py
+
+# README and docs figures from the results snapshots in results/ (tools/results.py says how they are cited).
+results: setup
+	$(PY) tools/results.py write
+
+# Fails when a figure differs from its results file, or the file was made with other defaults (cheap; CI runs it).
+results-check: setup
+	$(PY) tools/results.py check
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -218,6 +218,7 @@ def test_tiny_grid_end_to_end_with_a_failing_cell_and_resume(tiny_grid, monkeypa
     assert len({r["config_hash"] for r in ok}) == 4  # one per cell: the settings differ
     run_json = json.loads((rundir / "run.json").read_text())
     assert run_json["git_commit"] == made["git_commit"]
+    assert run_json["defaults"] == made["defaults"] and {"curate", "evaluate", "compress.gptq"} <= set(made["defaults"])
     assert json.loads((rundir / "dense" / "eval.json").read_text())["git_commit"] == made["git_commit"]
 
     # a second run redoes nothing that finished: compressing or curating again would fail here

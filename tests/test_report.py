@@ -348,3 +348,25 @@ def test_union_of_sweeps_holds_the_other_key_at_its_default(tmp_path):
         {"128": retention[("cola", 128, 32)], "256": retention[("cola", 256, 32)]})
     assert d.sweep_values(run, "n") == ["16", "32"]
     assert "n=32, over seeds" in render_html(run)
+
+
+def test_verdicts_say_which_set_beats_the_baseline_and_by_how_much(tmp_path):
+    from colakit.report.data import MEAN, headline_table, verdicts
+    from colakit.report.markdown import render_markdown
+
+    run = load_run(fabricate_rundir(tmp_path / "run"))
+    table = headline_table(run)
+    found = verdicts(run)
+    assert len(found) == sum(r.curation != run.baseline and MEAN in r.entries for r in table.rows)
+    for v in found:
+        block = {r.curation: r.entries[MEAN].value.mean for r in table.rows
+                 if (r.compression, r.settings) == (v.compression, v.settings)}
+        assert (v.mean, v.baseline_mean) == (block[v.curation], block[run.baseline])
+        assert v.best == (v.mean == max(block.values()))
+        assert f"{v.delta:+.3f}" in v.line() and v.curation in v.line() and run.baseline in v.line()
+        assert v.better + v.worse <= v.compared
+    assert any(v.better or v.worse for v in found)  # the significance column reaches the counts
+    summary = render_markdown(run)
+    assert "## Against the baseline" in summary and all(v.line() in summary for v in found)
+    run.meta["baseline"] = None
+    assert verdicts(run) == []

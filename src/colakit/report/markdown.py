@@ -85,6 +85,9 @@ def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
            f"Bold {d.BEST_MARK}: best curation in the column within each {block}. {d.SPREAD_NOTE}. "
            f"{d.SIGNIFICANCE_NOTE}. Capability columns name the metric kind of their numbers; flagged numbers are "
            "left out of every average.", ""]
+    found = d.verdicts(run, metric_kind)
+    if found:
+        out += ["## Against the baseline", "", *(f"- {v.line()}" for v in found), ""]
     per_task = task_markdown(run, metric_kind)
     if per_task:
         out += ["## Retention per task", "",

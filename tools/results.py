@@ -1,0 +1,201 @@
+"""README and docs figures from results files: ``make results`` writes them, ``make results-check`` checks them.
+
+A figure cites its results file in a marker, and everything between the marker and ``<!-- /results -->``
+is generated (markers are HTML comments: GitHub does not show them)::
+
+    <!-- results results/demo headline -->        a block: the headline retention table
+    ...
+    <!-- /results -->
+    COLA keeps <!-- results results/demo mean gptq-w4 cola -->0.901<!-- /results --> ...   inline
+
+A results file is a run directory snapshot (``run.json`` + ``results.csv``, as ``colakit run`` wrote
+them), kept in the repository under ``results/`` by ``snapshot``. Kinds: ``headline`` (table),
+``tasks`` (retention per task), ``verdicts`` (one line per curation against the baseline, as
+``colakit report`` prints them), ``verdict COMPRESSION CURATION`` (that line alone), ``mean
+COMPRESSION CURATION [CAPABILITY]`` (mean retention, ± its spread), ``delta COMPRESSION CURATION``
+(mean retention minus the baseline's), ``made`` (the version, commit and config that made the run).
+
+``check`` fails (exit 1), naming the file, the figure and the fix, when a generated figure differs
+from what its results file gives, or when the results file is stale: colakit records in run.json a
+digest of the defaults behind each part of a result (``colakit.provenance.defaults_digests``:
+curation, evaluation, each compression and curation method), and a file whose digests for the parts
+it used differ from the code's was made with other defaults than the code now has. A change that
+moves no default (a refactor, a new method) leaves every file current; a results file made from a
+tree with uncommitted changes is reported, not failed.
+
+    python tools/results.py snapshot runs/demo results/demo    # after `colakit run configs/demo.yaml`
+    python tools/results.py write                               # regenerate every marked figure
+    python tools/results.py check                               # what CI runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "docs")
+MARKER = re.compile(r"<!-- results (?P<file>\S+) (?P<kind>[\w-]+)(?P<args>[^>]*?) -->(?P<body>.*?)<!-- /results -->",
+                    re.S)
+SNAPSHOT_FILES = ("run.json", "results.csv")
+
+
+def documents(root: Path = ROOT) -> list[Path]:
+    out = []
+    for name in DOCS:
+        path = root / name
+        out += sorted(path.rglob("*.md")) if path.is_dir() else [path] if path.is_file() else []
+    return out
+
+
+def _run(root: Path, file: str):
+    from colakit.report.data import load_run
+
+    path = root / file
+    if not (path / "run.json").is_file() or not (path / "results.csv").is_file():
+        raise ValueError(f"{file} is not a results snapshot (run.json + results.csv)")
+    return load_run(path)
+
+
+def _row(run, compression: str, curation: str):
+    from colakit.report.data import headline_table
+
+    rows = [r for r in headline_table(run).rows if (r.compression, r.curation) == (compression, curation)]
+    if len(rows) != 1:
+        raise ValueError(f"{compression} x {curation}: {len(rows)} headline rows in {run.root.name} "
+                         f"(compressions {run.compressions}, curations {run.curations})")
+    return rows[0]
+
+
+def _verdict(run, compression: str, curation: str):
+    from colakit.report.data import verdicts
+
+    found = [v for v in verdicts(run) if (v.compression, v.curation) == (compression, curation)]
+    if len(found) != 1:
+        raise ValueError(f"no single verdict for {compression} x {curation} in {run.root.name}")
+    return found[0]
+
+
+def render(root: Path, file: str, kind: str, args: list[str]) -> str:
+    """The text a marker stands for; a block kind is wrapped in newlines."""
+    from colakit.report import data as d
+    from colakit.report.markdown import headline_markdown, task_markdown
+
+    run = _run(root, file)
+    if kind == "headline":
+        return "\n" + headline_markdown(run, d.headline_table(run))
+    if kind == "tasks":
+        return "\n" + task_markdown(run).rstrip("\n") + "\n"
+    if kind == "verdicts":
+        return "\n" + "".join(f"- {v.line()}\n" for v in d.verdicts(run))
+    if kind == "made":
+        return d.made_with(run.meta)
+    if kind in ("mean", "delta", "verdict") and len(args) >= 2:
+        if kind == "verdict":
+            return _verdict(run, *args[:2]).line()
+        if kind == "delta":
+            return f"{_verdict(run, *args[:2]).delta:+.3f}"
+        column = args[2] if len(args) > 2 else d.MEAN
+        entry = _row(run, *args[:2]).entries.get(column)
+        if entry is None:
+            raise ValueError(f"no {column!r} column in {file}'s headline")
+        return d.fmt_value(entry.value)
+    raise ValueError(f"unknown figure {kind!r} {' '.join(args)} (kinds: headline, tasks, verdicts, verdict, mean, "
+                     "delta, made; mean/delta/verdict take COMPRESSION CURATION)")
+
+
+def stale_parts(root: Path, file: str) -> list[str]:
+    """The parts of the defaults (``defaults_digests``) that changed since ``file`` was made."""
+    from colakit.provenance import defaults_digests
+
+    meta = json.loads((root / file / "run.json").read_text())
+    config = meta.get("config") or {}
+    used = ["curate", "evaluate"]
+    used += [f"compress.{c['method']}" for c in (config.get("compression") or {}).values()]
+    used += [f"select.{c['method']}" for c in (config.get("curation") or {}).values()]
+    made, now = meta.get("defaults") or {}, defaults_digests()
+    return [part for part in dict.fromkeys(used) if made.get(part) != now.get(part)]
+
+
+def _line(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def process(root: Path = ROOT, write: bool = False) -> tuple[list[str], list[str]]:
+    """(problems, notes) over every document; with ``write``, generated figures are rewritten first."""
+    problems, notes, seen = [], [], {}
+    for doc in documents(root):
+        text = doc.read_text(encoding="utf-8")
+        rel = doc.relative_to(root)
+
+        def replace(m: re.Match) -> str:
+            where = f"{rel}:{_line(text, m.start())}"
+            try:
+                want = render(root, m["file"], m["kind"], m["args"].split())
+            except (ValueError, OSError) as err:
+                problems.append(f"{where}: {err}")
+                return m[0]
+            seen.setdefault(m["file"], where)
+            if m["body"] != want and not write:
+                problems.append(f"{where}: the {m['kind']} figure from {m['file']} reads {m['body'].strip()[:60]!r}, "
+                                f"the file gives {want.strip()[:60]!r}: run `make results`")
+            return m[0][:m.start("body") - m.start()] + want + "<!-- /results -->"
+
+        new = MARKER.sub(replace, text)
+        if write and new != text:
+            doc.write_text(new, encoding="utf-8")
+            notes.append(f"wrote {rel}")
+    for file, where in seen.items():
+        stale = stale_parts(root, file)
+        if stale:
+            meta = json.loads((root / file / "run.json").read_text())
+            config = (meta.get("config") or {}).get("name", file)
+            problems.append(f"{file} (cited at {where}) is stale: the defaults of {', '.join(stale)} changed since it "
+                            f"was made at commit {str(meta.get('git_commit'))[:7]}: rerun its config ({config}) with "
+                            f"`colakit run`, then `python tools/results.py snapshot RUNDIR {file}` and `make results`")
+        meta = json.loads((root / file / "run.json").read_text())
+        if meta.get("git_dirty"):
+            notes.append(f"note: {file} was made from a tree with uncommitted changes (commit "
+                         f"{str(meta.get('git_commit'))[:7]})")
+    return problems, notes
+
+
+def snapshot(rundir: Path, dest: Path) -> None:
+    """Copy what the figures need from a run directory (run.json, results.csv) to ``dest``."""
+    missing = [f for f in SNAPSHOT_FILES if not (rundir / f).is_file()]
+    if missing:
+        raise SystemExit(f"error: {rundir} lacks {', '.join(missing)}: pass a finished `colakit run` directory")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in SNAPSHOT_FILES:
+        shutil.copyfile(rundir / f, dest / f)
+    print(dest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("write", help="regenerate every marked figure in README.md and docs/")
+    sub.add_parser("check", help="fail when a figure differs from its results file, or the file is stale")
+    snap = sub.add_parser("snapshot", help="copy RUNDIR's run.json and results.csv to DEST (e.g. results/demo)")
+    snap.add_argument("rundir", type=Path)
+    snap.add_argument("dest", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "snapshot":
+        snapshot(args.rundir, args.dest)
+        return 0
+    problems, notes = process(ROOT, write=args.command == "write")
+    for line in notes:
+        print(line, file=sys.stderr)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    if not problems:
+        print(f"results: every figure matches its results file ({len(documents())} documents)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
