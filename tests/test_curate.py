@@ -87,7 +87,7 @@ def test_score_ranks_a_set_in_activation_space(tok, tmp_path):
 
 
 def test_cli_defaults_to_cola_over_the_general_sources(tmp_path, monkeypatch):
-    # configs/general.yaml measured it (README): COLA over these sources beat random C4 for SparseGPT and GPTQ
+    # configs/general.yaml measured it (docs/results/general.md): COLA over these sources beat random C4 for SparseGPT and GPTQ
     import colakit.curate.pipeline as curate_mod
     from typer.testing import CliRunner
 

@@ -97,6 +97,12 @@ def test_a_value_of_the_wrong_type_names_its_key_line_and_the_type(tmp_path):
                 "compression": {"g": {"method": "gptq", "bits": 4, "group_size": "auto", "damp": 1}}})
 
 
+def test_a_sources_string_is_read_as_curate_reads_it():
+    grid = parse_grid({**BASE, "curation": {"m": {"method": "mix-uniform",
+                                                  "sources": 'c4, "my,data.jsonl"?field=body,wiki'}}})
+    assert grid.curation["m"].params["sources"] == ["c4", "my,data.jsonl?field=body", "wiki"]
+
+
 def test_unknown_method_lists_the_valid_ones(tmp_path):
     cfg = {**BASE, "curation": {"x": {"method": "kmeans", "sources": ["c4"]}}}
     with pytest.raises(ColakitError, match=r"line \d+: unknown curation method 'kmeans'") as err:

@@ -231,6 +231,13 @@ def test_paths_with_commas_colons_and_brackets(tmp_path):
     assert _texts(f"{tmp_path}/my,data:[[]v1].jsonl") == _texts(str(odd))  # a glob: [[] is a literal [
     assert split_specs(f'c4, "{odd}",wiki') == ["c4", str(odd), "wiki"]  # CSV quoting in --sources
     assert split_specs("c4,wiki,") == ["c4", "wiki"]
+    # quotes around part of a spec, before its options, in any position (csv refused text after a quote)
+    assert split_specs(f'"{odd}"?field=text,c4') == [f"{odd}?field=text", "c4"]
+    assert split_specs(f'wiki, "{odd}"?field=text ,c4') == ["wiki", f"{odd}?field=text", "c4"]
+    assert split_specs('"a.jsonl?field=x" ,c4') == ["a.jsonl?field=x", "c4"]
+    assert split_specs('"say ""hi"".jsonl",c4') == ['say "hi".jsonl', "c4"]
+    with pytest.raises(ColakitError, match="not closed"):
+        split_specs('c4,"a,b.jsonl')
 
 
 def test_template_limit_and_per_source_heldout(tmp_path):

@@ -13,7 +13,9 @@ them), kept in the repository under ``results/`` by ``snapshot``. Kinds: ``headl
 ``tasks`` (retention per task), ``verdicts`` (one line per curation against the baseline, as
 ``colakit report`` prints them), ``verdict COMPRESSION CURATION`` (that line alone), ``mean
 COMPRESSION CURATION [CAPABILITY]`` (mean retention, ± its spread), ``delta COMPRESSION CURATION``
-(mean retention minus the baseline's), ``made`` (the version, commit and config that made the run).
+(mean retention minus the baseline's), ``task COMPRESSION CURATION TASK`` (one task's retention),
+``made`` (the version, commit and config that made the run);
+``KEY=VALUE`` picks a swept setting (``mean gptq-w4 cola seq_len=256``).
 
 ``check`` fails (exit 1), naming the file, the figure and the fix, when a generated figure differs
 from what its results file gives, or when the results file is stale: colakit records in run.json a
@@ -61,22 +63,14 @@ def _run(root: Path, file: str):
     return load_run(path)
 
 
-def _row(run, compression: str, curation: str):
-    from colakit.report.data import headline_table
-
-    rows = [r for r in headline_table(run).rows if (r.compression, r.curation) == (compression, curation)]
-    if len(rows) != 1:
-        raise ValueError(f"{compression} x {curation}: {len(rows)} headline rows in {run.root.name} "
-                         f"(compressions {run.compressions}, curations {run.curations})")
-    return rows[0]
-
-
-def _verdict(run, compression: str, curation: str):
-    from colakit.report.data import verdicts
-
-    found = [v for v in verdicts(run) if (v.compression, v.curation) == (compression, curation)]
+def _pick(items, run, compression: str, curation: str, settings: dict, what: str):
+    """The one item of (compression, curation) whose swept settings include ``settings``."""
+    found = [x for x in items if (x.compression, x.curation) == (compression, curation)
+             and settings.items() <= dict(x.settings).items()]
     if len(found) != 1:
-        raise ValueError(f"no single verdict for {compression} x {curation} in {run.root.name}")
+        raise ValueError(f"{len(found)} {what} for {compression} x {curation} {settings or ''} in {run.root.name} "
+                         f"(compressions {run.compressions}, curations {run.curations}; a swept setting "
+                         "is picked with KEY=VALUE)")
     return found[0]
 
 
@@ -94,18 +88,23 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
         return "\n" + "".join(f"- {v.line()}\n" for v in d.verdicts(run))
     if kind == "made":
         return d.made_with(run.meta)
+    settings = dict(a.split("=", 1) for a in args if "=" in a)
+    args = [a for a in args if "=" not in a]
+    if kind == "task" and len(args) == 3:  # the retention of one task, under the metric the report uses for it
+        metric = {task: r.metric for (_, task), r in d.select_rows(run).items()}
+        rows = [t for t in d.task_details(run) if t.task == args[2] and t.metric == metric.get(args[2])]
+        return d.fmt_value(_pick(rows, run, *args[:2], settings, f"{args[2]} rows").retention)
     if kind in ("mean", "delta", "verdict") and len(args) >= 2:
-        if kind == "verdict":
-            return _verdict(run, *args[:2]).line()
-        if kind == "delta":
-            return f"{_verdict(run, *args[:2]).delta:+.3f}"
+        if kind in ("verdict", "delta"):
+            verdict = _pick(d.verdicts(run), run, *args[:2], settings, "verdicts")
+            return verdict.line() if kind == "verdict" else f"{verdict.delta:+.3f}"
         column = args[2] if len(args) > 2 else d.MEAN
-        entry = _row(run, *args[:2]).entries.get(column)
+        entry = _pick(d.headline_table(run).rows, run, *args[:2], settings, "headline rows").entries.get(column)
         if entry is None:
             raise ValueError(f"no {column!r} column in {file}'s headline")
         return d.fmt_value(entry.value)
     raise ValueError(f"unknown figure {kind!r} {' '.join(args)} (kinds: headline, tasks, verdicts, verdict, mean, "
-                     "delta, made; mean/delta/verdict take COMPRESSION CURATION)")
+                     "delta, task, made; mean/delta/verdict take COMPRESSION CURATION, task also TASK)")
 
 
 def stale_parts(root: Path, file: str) -> list[str]:
@@ -119,6 +118,14 @@ def stale_parts(root: Path, file: str) -> list[str]:
     used += [f"select.{c['method']}" for c in (config.get("curation") or {}).values()]
     made, now = meta.get("defaults") or {}, defaults_digests()
     return [part for part in dict.fromkeys(used) if made.get(part) != now.get(part)]
+
+
+def _first_difference(have: str, want: str) -> tuple[str, str]:
+    """The first line where a generated figure and its text differ (the whole text when it is one line)."""
+    for a, b in zip(have.strip().splitlines() or [""], want.strip().splitlines() or [""]):
+        if a != b:
+            return a[:160], b[:160]
+    return have.strip()[-160:], want.strip()[-160:]  # one is a prefix of the other
 
 
 def _line(text: str, pos: int) -> int:
@@ -141,8 +148,9 @@ def process(root: Path = ROOT, write: bool = False) -> tuple[list[str], list[str
                 return m[0]
             seen.setdefault(m["file"], where)
             if m["body"] != want and not write:
-                problems.append(f"{where}: the {m['kind']} figure from {m['file']} reads {m['body'].strip()[:60]!r}, "
-                                f"the file gives {want.strip()[:60]!r}: run `make results`")
+                have, give = _first_difference(m["body"], want)
+                problems.append(f"{where}: the {m['kind']} figure from {m['file']} reads {have!r} where the file "
+                                f"gives {give!r}: run `make results`")
             return m[0][:m.start("body") - m.start()] + want + "<!-- /results -->"
 
         new = MARKER.sub(replace, text)

@@ -1,6 +1,6 @@
 """colakit: calibration data curation for post-training LLM compression.
 
-Data flow (see README, "Architecture"):
+Data flow (docs/architecture.md has the contracts):
     sources -> process -> features -> select -> CalibrationSet -> compress -> evaluate -> report
 """
 

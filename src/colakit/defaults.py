@@ -6,7 +6,7 @@ Constants only (no imports): the CLI reads them at import time and ``colakit --h
 
 DEFAULT_MODEL = "smollm2-135m"
 
-# Curation. configs/general.yaml measured the method and sources (3 seeds, README): COLA over the
+# Curation. configs/general.yaml measured the method and sources (3 seeds, docs/results/general.md): COLA over the
 # paper's five sources kept more than random C4 after SparseGPT 50% and GPTQ w4; adding the
 # multilingual source (the general target probes it) kept more again after SparseGPT and as much after GPTQ.
 DEFAULT_METHOD = "cola"

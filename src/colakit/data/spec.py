@@ -32,7 +32,6 @@ shell.
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 import re
@@ -101,18 +100,36 @@ class SourceSpec:
         return self.options.get(key, default)
 
 
+def _split_quoted(value: str) -> list[str]:
+    """Split at commas outside double quotes; quotes may wrap any part of a spec (``"a,b.jsonl"?field=x``)
+    and are dropped, ``""`` inside them is one quote. The csv module would refuse text after a closing quote."""
+    parts, current, quoted, i = [], [], False, 0
+    while i < len(value):
+        ch = value[i]
+        if ch == '"':
+            if quoted and value[i + 1:i + 2] == '"':
+                current.append('"')
+                i += 1
+            else:
+                quoted = not quoted
+        elif ch == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    if quoted:
+        raise ColakitError(f"cannot read --sources {value!r}: a double quote is not closed",
+                           'close every double quote (a spec with a comma goes in them: --sources \'c4,"a,b.jsonl"\')')
+    return [*parts, "".join(current)]
+
+
 def split_specs(value: str) -> list[str]:
-    """``--sources``: comma-separated specs, CSV quoting for specs that contain commas."""
-    try:
-        rows = list(csv.reader([value], skipinitialspace=True, strict=True))
-    except csv.Error as err:
-        raise ColakitError(f"cannot read --sources {value!r} ({err})",
-                           'close every double quote (a spec with a comma goes in them: --sources \'c4,"a,b.jsonl"\')'
-                           ) from err
-    specs = [v.strip() for v in (rows[0] if rows else []) if v.strip()]
+    """``--sources``: comma-separated specs; double quotes around a spec, or a part of one, keep its commas."""
+    specs = [v.strip() for v in _split_quoted(value) if v.strip()]
     for a, b in zip(specs, specs[1:]):  # an unquoted path with a comma: say so instead of "unknown source"
         joined = f"{a},{b}"
-        if not _exists(a) and any(_exists(p) for p in (joined, joined.split("?")[0])):
+        if not _exists(a) and not _exists(a.split("?")[0]) and any(_exists(p) for p in (joined, joined.split("?")[0])):
             raise ColakitError(f"--sources splits the path {joined!r} at its comma",
                                f'put it in double quotes: --sources \'..."{joined}"...\'')
     return specs

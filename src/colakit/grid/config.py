@@ -27,6 +27,7 @@ from colakit.compress.packed import DEFAULT_SAVE_FORMAT, check_save_format
 from colakit.curate.features import FeatureConfig
 from colakit.curate.pipeline import CurateConfig, defaults_for
 from colakit.curate.select import SELECTORS
+from colakit.data.spec import split_specs
 from colakit.defaults import DEFAULT_MODEL, DEFAULT_TASKS
 from colakit.errors import ColakitError
 from colakit.evaluate.suites import resolve_tasks
@@ -291,7 +292,7 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
         selector_params = check.keys(params.get("params") or {}, takes, where("params"), f"{method} parameters")
         check.types(selector_params, hints, where("params"), f"{method} parameters")
         if isinstance(params.get("sources"), str):
-            params["sources"] = [s.strip() for s in params["sources"].split(",") if s.strip()]
+            params["sources"] = split_specs(params["sources"])  # as --sources reads it: quotes keep commas
         curation[str(label)] = Variant(str(label), params)
     compression = {}
     valid = _compression_keys()

@@ -1,0 +1,117 @@
+"""tools/results.py: README/docs figures generated from results snapshots, and the check CI runs."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from report_rundir import fabricate_rundir
+
+from colakit.provenance import defaults_digests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("results_tool", ROOT / "tools" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_repository_figures_match_their_results_files():
+    problems, _ = _tool().process(ROOT)
+    assert problems == []
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A checkout in small: a results snapshot and a README citing it."""
+    run = fabricate_rundir(tmp_path / "results" / "grid")
+    meta = json.loads((run / "run.json").read_text())
+    meta.update(defaults=defaults_digests(), git_commit="a" * 40, git_dirty=False,
+                config={"curation": {"cola": {"method": "cola"}}, "compression": {"g": {"method": "gptq"}}})
+    (run / "run.json").write_text(json.dumps(meta))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(
+        "# x\n\n<!-- results results/grid headline -->\n<!-- /results -->\n\n"
+        "COLA: <!-- results results/grid mean gptq-w4 cola seq_len=128 --><!-- /results --> "
+        "(<!-- results results/grid delta gptq-w4 cola seq_len=128 --><!-- /results -->).\n")
+    (tmp_path / "docs" / "page.md").write_text(
+        "<!-- results results/grid verdicts -->\n<!-- /results -->\n"
+        "code: <!-- results results/grid task sparsegpt-50 cola ppl_wiki seq_len=256 --><!-- /results -->\n")
+    return tmp_path
+
+
+def test_write_fills_every_figure_and_check_then_passes(site):
+    tool = _tool()
+    problems, notes = tool.process(site)
+    assert len(problems) == 5 and all("make results" in p for p in problems)  # empty figures
+    problems, notes = tool.process(site, write=True)
+    assert problems == [] and "wrote README.md" in notes
+    readme = (site / "README.md").read_text()
+    assert "| compression | curation |" in readme and "gptq-w4" in (site / "docs" / "page.md").read_text()
+    from colakit.report.data import load_run, verdicts
+
+    v = next(v for v in verdicts(load_run(site / "results" / "grid"))
+             if (v.compression, v.curation, dict(v.settings).get("seq_len")) == ("gptq-w4", "cola", "128"))
+    assert f"seq_len=128 -->{v.mean:.3f} ± " in readme and f"seq_len=128 -->{v.delta:+.3f}<!--" in readme
+    from colakit.report.data import task_details
+
+    code = next(t for t in task_details(load_run(site / "results" / "grid")) if t.task == "ppl_wiki"
+                and (t.compression, t.curation, dict(t.settings)["seq_len"]) == ("sparsegpt-50", "cola", "256"))
+    assert f"ppl_wiki seq_len=256 -->{code.retention.mean:.3f}" in (site / "docs" / "page.md").read_text()
+    assert tool.process(site) == ([], [])
+
+
+def test_check_names_an_edited_figure(site):
+    tool = _tool()
+    tool.process(site, write=True)
+    readme = site / "README.md"
+    text = readme.read_text()
+    mean = text.split("seq_len=128 -->")[1].split("<!--")[0]
+    readme.write_text(text.replace(f"seq_len=128 -->{mean}", "seq_len=128 -->0.999 ± 0.001", 1))
+    problems, _ = tool.process(site)
+    assert len(problems) == 1 and "README.md:" in problems[0]
+    assert f"reads '0.999 ± 0.001' where the file gives '{mean}'" in problems[0]
+
+
+def test_check_calls_a_file_made_with_other_defaults_stale(site):
+    tool = _tool()
+    tool.process(site, write=True)
+    run_json = site / "results" / "grid" / "run.json"
+    meta = json.loads(run_json.read_text())
+    meta["defaults"]["compress.gptq"] = "0" * 12
+    meta["defaults"]["compress.awq"] = "0" * 12  # a part the run did not use: no matter
+    run_json.write_text(json.dumps(meta))
+    problems, _ = tool.process(site)
+    assert len(problems) == 1 and "stale" in problems[0] and "compress.gptq" in problems[0]
+    assert "compress.awq" not in problems[0]
+    del meta["defaults"]  # made before colakit recorded its defaults: stale in every part it used
+    run_json.write_text(json.dumps(meta))
+    assert "curate, evaluate, compress.gptq, select.cola" in tool.process(site)[0][0]
+
+
+def test_dirty_results_are_noted_and_bad_markers_named(site):
+    tool = _tool()
+    tool.process(site, write=True)
+    run_json = site / "results" / "grid" / "run.json"
+    meta = json.loads(run_json.read_text())
+    run_json.write_text(json.dumps({**meta, "git_dirty": True}))
+    problems, notes = tool.process(site)
+    assert problems == [] and any("uncommitted changes" in n for n in notes)
+    (site / "docs" / "bad.md").write_text("<!-- results results/grid mean gptq-w4 nosuch --><!-- /results -->\n"
+                                          "<!-- results results/none headline --><!-- /results -->\n")
+    problems, _ = tool.process(site)
+    assert len(problems) == 2 and "0 headline rows for gptq-w4 x nosuch" in problems[0]
+    assert "results/none is not a results snapshot" in problems[1]
+
+
+def test_snapshot_copies_what_the_figures_need(site, tmp_path):
+    tool = _tool()
+    tool.snapshot(site / "results" / "grid", tmp_path / "copy")
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["results.csv", "run.json"]
+    shutil.rmtree(tmp_path / "copy")
+    with pytest.raises(SystemExit, match="lacks run.json, results.csv"):
+        tool.snapshot(tmp_path / "nothing", tmp_path / "copy")
