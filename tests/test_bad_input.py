@@ -222,6 +222,39 @@ def test_compare_is_checked_before_any_evaluation(cli, files):
     assert not (files / "r.json").exists()
 
 
+@pytest.mark.parametrize("dense, words", [
+    ("smollm2-135", ["--compare smollm2-135 is not a results JSON, a built-in model id, a model directory"]),
+    ("{tmp}/folder", ["folder is a directory without config.json"]),
+    ("{tmp}/nosuch", ["--compare {tmp}/nosuch is not a results JSON"]),
+    ("folder/nosuch", ["--compare folder/nosuch is not a results JSON"]),  # a mistyped path, not a hub id
+    ("{tmp}/dense.json", ["dense.json does not exist", "pass a results.json written by `colakit evaluate`"]),
+])
+def test_a_compare_model_that_does_not_exist_is_refused_before_any_evaluation(cli, files, monkeypatch, dense, words):
+    """Not only after the compressed model's whole evaluation: the `Loaded` doubles turn any evaluation into exit 1."""
+    monkeypatch.chdir(files)
+    fix = [] if dense.endswith(".json") else ["a built-in id from `colakit models list`",
+                                             "a results JSON from `colakit evaluate --out`", "model directory"]
+    refused(cli("evaluate", "--suite", "arc_easy", "--out", files / "r.json", "--compare", dense.format(tmp=files)),
+            *(w.format(tmp=files) for w in words), *fix)
+    assert not (files / "r.json").exists() and not (files / "r.dense.json").exists()
+
+
+@pytest.mark.parametrize("dense", ["smollm2-135m", "{tmp}/model", "HuggingFaceTB/SmolLM2-135M"])
+def test_a_compare_model_that_can_be_evaluated_is_evaluated(cli, files, monkeypatch, dense):
+    import colakit.evaluate
+
+    (files / "model").mkdir()
+    (files / "model" / "config.json").write_text("{}")
+    evaluated = []
+    monkeypatch.setattr(colakit.evaluate, "evaluate_model",
+                        lambda name, *a, out, **k: evaluated.append(str(name)) or fake_results(out))
+    monkeypatch.setattr(colakit.evaluate, "compare", lambda *a, **k: {"tasks": {}, "capabilities": {}})
+    code, stdout, stderr = cli("evaluate", "--suite", "arc_easy", "--out", files / "r.json", "--json",
+                               "--compare", dense.format(tmp=files))
+    assert code == 0, stderr
+    assert evaluated == ["smollm2-135m", dense.format(tmp=files)] and json.loads(stdout)["retention"]["tasks"] == {}
+
+
 def test_compress_and_curate_refuse_an_existing_directory(cli, files):
     folder = files / "folder"
     refused(cli(*OUT_COMMANDS["compress"], "--out", folder), "already exists", "pass --overwrite")
@@ -254,6 +287,7 @@ def test_report_refuses_to_replace_an_unrelated_file(cli, files):
     (["curate", "--out", "{tmp}/set", "-p", "n_init"], ["cannot read --param 'n_init'", "NAME=VALUE"]),
     (["curate", "--out", "{tmp}/set", "--n", "-3"], ["--n -3 is not positive", "at least one sample"]),
     (["curate", "--out", "{tmp}/set", "--seq-len", "0"], ["--seq-len 0 is too short", "at least 8"]),
+    (["curate", "--out", "{tmp}/set", "--pool", "0"], ["--pool 0 is not positive", "leave --pool out"]),
     (["curate", "--out", "{tmp}/set", "--heldout-fraction", "2"], ["--heldout-fraction 2.0 is not in [0, 1)"]),
     (["curate", "--out", "{tmp}/set", "--target", "nosuch"], ["unknown target 'nosuch'", "use one of: general"]),
     (["curate", "--out", "{tmp}/set", "--weights", "math"], ["cannot read weight 'math'", "math=2"]),
@@ -334,10 +368,10 @@ def test_overwrite_swaps_a_directory_in_only_once_complete(tmp_path):
 
 
 def test_compress_overwrite_replaces_its_own_output(tmp_path):
+    from tiny_models import tiny_model, tiny_tokenizer
     from typer.testing import CliRunner
 
     from colakit.cli import app
-    from tiny_models import tiny_model, tiny_tokenizer
 
     model_dir, out = tmp_path / "tiny", tmp_path / "q"
     tiny_model("llama").save_pretrained(model_dir)

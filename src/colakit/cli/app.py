@@ -104,6 +104,9 @@ def main() -> None:
     """
     import colakit.cli  # noqa: F401  (registers every command module)
 
+    # the libraries' own tqdm bars (compressed-tensors, datasets, transformers) would interleave with
+    # colakit's progress and flood a log file off a terminal; colakit reports every stage itself
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         app()
     except ColakitError as err:

@@ -10,6 +10,7 @@ from colakit.cli.app import app, console, escape, json_option, max_memory_option
 from colakit.defaults import DEFAULT_MODEL
 from colakit.errors import ColakitError
 from colakit.paths import check_output, output_dir
+from colakit.progress import StageProgress
 
 # the options that are method parameters: only those given on the command line reach the method,
 # so a method is never handed a key it does not take (and one given for the wrong method is refused)
@@ -98,10 +99,11 @@ def compress_command(
     if backend == "llmcompressor" and "value_hessian" in get_method(method).parameters():
         params.setdefault("value_hessian", "tokens")  # its only kind; an explicit attention is refused
     config = CompressionConfig(method, batch_size=batch_size, **params)
-    with console.status(f"compressing {escape(model)} with {escape(method)} ({escape(backend)})"), \
+    with StageProgress("compress", unit="block", console=console, note=f"{method}, {model} ({backend})") as bar, \
             output_dir(out) as dest:
         result = compress_to_dir(model, calib, dest, config, device=device, dtype=dtype, backend=backend,
-                                 save_format=save_format, max_memory=max_memory, streamed=streamed)
+                                 save_format=save_format, max_memory=max_memory, streamed=streamed,
+                                 on_block=lambda done, total: bar.update(completed=done, total=total))
     sparsity_note = f", sparsity {result['sparsity']:.3f}" if result.get("sparsity") else ""
     console.print(f"{escape(method)}: {escape(out)} ({result['save_format']}, {result['wall_time_s']:.1f}s"
                   f"{sparsity_note})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from colakit.cli.app import (
     print_json,
 )
 from colakit.cli.app import out as stdout  # results; "out" is the --out option here
+from colakit.curate.budget import check_budget
 from colakit.data.spec import HELP as SPEC_HELP
 from colakit.defaults import (
     DEFAULT_FORMAT,
@@ -35,6 +37,7 @@ from colakit.defaults import (
 )
 from colakit.executors import EXECUTORS
 from colakit.paths import check_output, output_dir
+from colakit.progress import StageProgress
 
 
 def _user_fields(specs: list[str], fields: dict[str, str]) -> list[str]:
@@ -66,6 +69,17 @@ def _report_splits() -> None:
         log.addHandler(_ConsoleLines())
     log.setLevel(logging.INFO)
     log.propagate = False
+
+
+@contextlib.contextmanager
+def _feature_progress(label: str, note: str):
+    """The command's one progress display (elapsed time, then the feature rows as each batch is done),
+    as the ``progress(done, total)`` callback feature extraction calls: the library draws no bar of
+    its own beside it."""
+    with StageProgress(label, unit="feature rows", console=console, note=note) as bar:
+        def on_rows(done, total):
+            bar.update(completed=done, total=total, note="activation features")
+        yield on_rows
 
 
 @app.command(epilog=SPEC_HELP)
@@ -123,6 +137,7 @@ def curate(
     # the path first: a bad --out is refused before torch is even imported (seconds on a small machine)
     check_output(out, directory=True, overwrite=overwrite, ours=lambda p: (p / "manifest.json").is_file(),
                  what="a CalibrationSet (no manifest.json)")
+    check_budget(n, seq_len, pool)  # --n 0 answers in under a second, not after the imports and the model
     from colakit.curate.coverage import parse_weights, target_weights
     from colakit.curate.features import FeatureConfig
     from colakit.curate.pipeline import CurateConfig, defaults_for
@@ -145,9 +160,9 @@ def curate(
     runner = get_executor(executor, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
     _report_splits()
     t0 = time.time()
-    with console.status(f"curating {n} x {seq_len} tokens from {escape(sources)} with {escape(method)} "
-                        f"({escape(executor)})"), output_dir(out) as dest:
-        calib = run_curate(config, out=dest, executor=runner)
+    with _feature_progress("curate", f"{n} x {seq_len} tokens from {sources} with {method} ({executor})") as bar, \
+            output_dir(out) as dest:
+        calib = run_curate(config, out=dest, executor=runner, features_progress=bar)
     seconds = time.time() - t0
     console.print(f"wrote {len(calib)} samples ({calib.num_tokens} tokens) to {escape(out)} in {seconds:.1f}s")
     if as_json:
@@ -201,10 +216,11 @@ def score(
 
     target_weights(target, parse_weights(weights))  # before the model loads
 
-    with console.status("scoring in activation space"):
+    with _feature_progress("score", "in activation space") as bar:
         result = score_set(path, model=model, target=target, weights=parse_weights(weights),
                            probes_per_capability=probes, features=FeatureConfig(layers=feature_layers, device=device,
-                                                                   device_map=device_map, max_memory=max_memory))
+                                                                   device_map=device_map, max_memory=max_memory),
+                           features_progress=bar)
     if as_json:
         print_json(result)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import typer
@@ -13,6 +14,7 @@ from colakit.cli.app import out as stdout  # results; "out" is the --out option 
 from colakit.defaults import DEFAULT_MODEL, DEFAULT_SEED, DEFAULT_TASKS
 from colakit.errors import ColakitError
 from colakit.paths import check_output
+from colakit.progress import StageProgress
 
 
 def _fmt(value) -> str:
@@ -131,6 +133,49 @@ def _summary(results: dict, out: Path) -> dict:
             "capabilities": results.get("capabilities"), "retention": results.get("retention")}
 
 
+def _check_dense_model(name: str) -> None:
+    """A --compare model is refused now, not after the whole evaluation of the compressed one."""
+    from colakit.model.load import BUILTIN_MODELS
+
+    path = Path(name).expanduser()
+    if name in BUILTIN_MODELS or (path / "config.json").is_file() or _hub_id(name):
+        return
+    what = "a directory without config.json" if path.is_dir() else "not a results JSON, a built-in model id, " \
+        "a model directory or a hub id"
+    raise ColakitError(f"--compare {name} is {what}",
+                       "pass a results JSON from `colakit evaluate --out`, a built-in id from `colakit models "
+                       "list`, a Hugging Face model directory (with config.json) or a hub id (owner/name)")
+
+
+def _hub_id(name: str) -> bool:
+    """``owner/name``, and not a path into a local folder (that would be a mistyped directory)."""
+    owner = name.split("/", 1)[0]
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and owner not in (".", "..") \
+        and not Path(owner).exists()
+
+
+def _evaluate_with_progress(label: str, model: str, **kwargs) -> dict:
+    """``evaluate_model`` with a task bar (ETA over tasks; the current task's items as the note) and
+    one line per finished task."""
+    from colakit.evaluate import evaluate_model, resolve_tasks
+
+    suite = kwargs.pop("suite")
+    n_tasks = len(resolve_tasks(suite, kwargs["limit"]))
+    # the total comes with the first task: the ETA clock starts after the model has loaded
+    with StageProgress(label, unit="task", console=console, note=model) as bar:
+        def on_task(name, result):
+            m = result["metrics"][result["primary"]]
+            console.print(f"  {name}: {result['primary']} = {_fmt(m)} ({result['n']} items, "
+                          f"{result['wall_time_s']} s)", markup=False, highlight=False)
+            bar.update(total=n_tasks)
+            bar.advance(note=f"{name} done")
+
+        def on_items(name, done, total):
+            bar.update(total=n_tasks, note=f"{name} {done}/{total}")
+
+        return evaluate_model(model, suite, on_task=on_task, on_items=on_items, **kwargs)
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Built-in id, model directory or hub id."),
@@ -160,7 +205,7 @@ def evaluate_cmd(
     as_json: bool = json_option(),
 ):
     """Evaluate capabilities (perplexity, commonsense, knowledge, math, code, multilingual)."""
-    from colakit.evaluate import EvalConfig, compare, evaluate_model, read_results, resolve_tasks
+    from colakit.evaluate import EvalConfig, compare, read_results, resolve_tasks
     from colakit.evaluate.results import write_results
     from colakit.model.placement import check_device_map, parse_max_memory
 
@@ -181,22 +226,18 @@ def evaluate_cmd(
     if compare_with and (compare_with.endswith(".json") or Path(compare_with).is_file()):
         dense = read_results(Path(compare_with))
     elif compare_with:
+        _check_dense_model(compare_with)
         check_output(dense_out, overwrite=overwrite, ours=_is_results, what=what)
-
-    def progress(name, result):
-        m = result["metrics"][result["primary"]]
-        console.print(f"  {name}: {result['primary']} = {_fmt(m)} ({result['n']} items, {result['wall_time_s']} s)")
+    kwargs = {"suite": suite, "limit": limit, "seed": seed, "device": device, "dtype": dtype, "config": config,
+              "device_map": device_map, "max_memory": max_memory}
 
     console.print(f"evaluating {escape(model)} on {len(plan)} tasks: {escape(', '.join(plan))}")
-    results = evaluate_model(model, suite, limit=limit, seed=seed, device=device, dtype=dtype, out=out,
-                             allow_overlap=allow_overlap, config=config, on_task=progress, device_map=device_map,
-                             max_memory=max_memory)
+    results = _evaluate_with_progress("evaluate", model, out=out, allow_overlap=allow_overlap, **kwargs)
     if compare_with:
         if dense is None:
             console.print(f"evaluating the dense model {escape(compare_with)} on the same tasks -> {escape(dense_out)}")
-            dense = evaluate_model(compare_with, suite, limit=limit, seed=seed, device=device, dtype=dtype,
-                                   out=dense_out, allow_overlap=True, config=config, on_task=progress,
-                                   device_map=device_map, max_memory=max_memory)
+            dense = _evaluate_with_progress("evaluate dense", compare_with, out=dense_out, allow_overlap=True,
+                                            **kwargs)
         results["retention"] = compare(results, dense, include_flagged=include_flagged)
         write_results(out, results)
     console.print(f"wrote {escape(out)} ({results['wall_time_s']} s)")

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from colakit.cli.app import app, console, escape, json_option, print_json
@@ -16,27 +15,32 @@ from colakit.cli.app import out as stdout  # results; "out" is the --out option 
 from colakit.errors import ColakitError
 from colakit.executors import EXECUTORS, get_executor
 from colakit.paths import check_output
+from colakit.progress import StageProgress
+
+_COUNTED = {"features": "feature rows", "block": "compress block"}  # stages that count as they go
 
 
 class _GridProgress:
-    """Two bars: the grid (cells, with ETA) and the current stage of the current cell."""
+    """The runner's (stage, cell, done, total) events on one display: cells done of the grid (the ETA),
+    the current cell and its stage as the note."""
 
-    def __init__(self, progress: Progress, n_tasks: int):
-        self.progress, self.n_tasks = progress, n_tasks
-        self.grid = progress.add_task("grid", total=None)
-        self.stage = progress.add_task("", total=n_tasks)
+    def __init__(self, bar: StageProgress, n_tasks: int):
+        self.bar, self.n_tasks, self.tasks_done = bar, n_tasks, 0
 
     def __call__(self, stage, cell, done, total):
         if stage == "grid":
-            self.progress.update(self.grid, total=total, completed=done,
-                                 description=f"grid ({cell or 'dense model'})" if done else "grid")
-        elif stage == "task":
-            self.progress.advance(self.stage)
-            self.progress.update(self.stage, description=f"{cell}: evaluated {done}")
+            self.bar.update(completed=done, total=total, note=f"{cell} done" if cell else None)
+            return
+        if stage == "task":  # done: the task's name
+            self.tasks_done += 1
+            note = f"evaluated {self.tasks_done}/{self.n_tasks} ({done})"
+        elif stage in _COUNTED:
+            note = f"{_COUNTED[stage]} {done}/{total}"
         else:
-            if stage in ("evaluate",):
-                self.progress.reset(self.stage, total=self.n_tasks)
-            self.progress.update(self.stage, description=f"{cell}: {stage}")
+            if stage == "evaluate":
+                self.tasks_done = 0
+            note = stage
+        self.bar.update(note=f"{cell}: {note}")
 
 
 @app.command("run")
@@ -96,10 +100,8 @@ def run_command(
                           gpus_per_worker=gpus_per_cell)
     n_tasks = len(resolve_tasks(grid.evaluate["tasks"], grid.evaluate.get("limit")))
     t0 = time.time()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        records = GridRunner(grid, out, _GridProgress(progress, n_tasks), only=cells, seeds=only_seeds,
+    with StageProgress("grid", unit="cells", console=console, note="dense model") as bar:
+        records = GridRunner(grid, out, _GridProgress(bar, n_tasks), only=cells, seeds=only_seeds,
                              executor=runner).run()
     failed = [r for r in records if r["status"] == "failed"]
     elsewhere = sum(r["status"] == "elsewhere" for r in records)

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -120,13 +121,15 @@ class _Backup:
 
 
 def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_attention_mask: torch.Tensor | None,
-             config: CompressionConfig, weights: Residency | None = None) -> CompressionReport:
+             config: CompressionConfig, weights: Residency | None = None,
+             on_block: Callable[[int, int], None] | None = None) -> CompressionReport:
     """Compress the decoder linears of ``model`` in place; return what was done.
 
     ``calib_input_ids``/``calib_attention_mask`` are ``[samples, length]`` (right-padded, as
     ``CalibrationSet.to_tensors`` gives); magnitude and RTN need no data (pass ``None``). A
     ``group_size="auto"`` is resolved for ``model``; the report's config holds the size used.
     ``weights`` says where the weights are (default: in memory; see ``Residency``).
+    ``on_block(done, num_layers)`` is called with 0 before the first block and after each block.
     """
     notes: list[str] = []
     config = config.resolve(model, notes)
@@ -157,6 +160,8 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
             if batches:
                 report.calibration.update(samples=int(calib_input_ids.shape[0]),
                                           tokens=sum(b.tokens for b in batches))
+            if on_block:
+                on_block(0, layout.num_layers)
             for index, block in enumerate(layout.layers):
                 block_started = time.perf_counter()
                 with weights.block(index, block):
@@ -167,6 +172,8 @@ def compress(model: nn.Module, calib_input_ids: torch.Tensor | None, calib_atten
                     report.grids.update(weights.finished(index, block, grids))
                 report.block_seconds.append(round(time.perf_counter() - block_started, 3))
                 log.info("block %d/%d done (%.1fs)", index + 1, layout.num_layers, time.perf_counter() - started)
+                if on_block:
+                    on_block(index + 1, layout.num_layers)
         for w in caught:  # re-raise the numerical warnings to the caller, and keep them in the report
             report.notes.append(str(w.message))
             warnings.warn(w.message, w.category, stacklevel=2)

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from colakit.cache import atomic_dir
@@ -86,7 +87,7 @@ def _check_length(cs, model) -> None:
 def compress_to_dir(model_name: ModelHandle | str, calib_dir: str | Path, out_dir: str | Path,
                     config: CompressionConfig, device: str = "auto", dtype: str = "auto", backend: str = "builtin",
                     save_format: str = DEFAULT_SAVE_FORMAT, max_memory: str | dict | None = None,
-                    streamed: bool | None = None) -> dict:
+                    streamed: bool | None = None, on_block: Callable[[int, int], None] | None = None) -> dict:
     """Compress the model with the CalibrationSet at ``calib_dir``, write ``out_dir``.
 
     ``save_format``: ``compressed-tensors`` (packed quantized weights) or ``fake-quant``.
@@ -96,6 +97,8 @@ def compress_to_dir(model_name: ModelHandle | str, calib_dir: str | Path, out_di
     load it whole first. ``max_memory`` (accelerate's
     ``{device: size}``, or ``"cpu=8GiB"``) is checked against the largest block before any work.
     Returns the compression.json content. Nothing is written unless the whole run succeeds.
+    ``on_block(done, num_layers)``: the engine's progress (``engine.compress``; the llm-compressor
+    backend reports none).
     """
     refuse_existing(out_dir)
     config.validate()
@@ -129,7 +132,7 @@ def compress_to_dir(model_name: ModelHandle | str, calib_dir: str | Path, out_di
                            "(streamed=False)")
     if can_stream and streamed is not False:
         return _compress_streamed(directory, handle, cs, out_dir, config, save_format, max_memory,
-                                  meta | {"calibration": calibration})
+                                  meta | {"calibration": calibration}, on_block)
     model = handle.model
     if max_memory:
         check_fits(max_memory, _largest_loaded_block(model), "compression")
@@ -142,7 +145,7 @@ def compress_to_dir(model_name: ModelHandle | str, calib_dir: str | Path, out_di
     if cs is not None:
         _check_length(cs, model)
         ids, mask = cs.to_tensors(tokenizer.pad_token_id)
-    report: CompressionReport = compress(model, ids, mask, config)
+    report: CompressionReport = compress(model, ids, mask, config, on_block=on_block)
     result = _result(meta | {"calibration": calibration}, report, config, save_format, model)
     save_compressed(model, tokenizer, out_dir, result, grids=report.grids if pack else None)
     return result
@@ -166,7 +169,7 @@ def _largest_loaded_block(model) -> tuple[int, int]:
 
 
 def _compress_streamed(directory: Path, handle: ModelHandle, cs, out_dir, config: CompressionConfig,
-                       save_format: str, max_memory: dict | None, meta: dict) -> dict:
+                       save_format: str, max_memory: dict | None, meta: dict, on_block=None) -> dict:
     """``compress_to_dir`` from the files: a meta skeleton, each block read, compressed, written, freed."""
     dev = resolve_device(handle.device_request)
     dt = resolve_dtype(handle.dtype_request, dev)
@@ -192,7 +195,8 @@ def _compress_streamed(directory: Path, handle: ModelHandle, cs, out_dir, config
             copy_outside(outside, checkpoint, dt, writer)
             move_buffers(model, dev)
             report = compress(model, ids, mask, config,
-                              weights=StreamedWeights(model, checkpoint, dev, dt, writer, pack_config))
+                              weights=StreamedWeights(model, checkpoint, dev, dt, writer, pack_config),
+                              on_block=on_block)
             writer.close()
             result = _result(meta, report, config, save_format, model, notes) | {"loading": "streamed"}
             save_config(model, tmp, pack_config)

@@ -21,18 +21,19 @@ store is the same bytes whichever executor ran.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from rich.progress import track
 
 from colakit.cache import atomic_path, cache_dir, write_json_atomic
 from colakit.curate import process  # process.pad_right: the one padding rule (tests watch it there)
@@ -44,6 +45,7 @@ from colakit.model.layers import find_decoder
 from colakit.model.load import ModelHandle, load_model, resolve_device, resolve_dtype, resolve_model
 from colakit.model.placement import check_device_map, input_device, parse_max_memory
 from colakit.model.streamed import skeleton
+from colakit.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
@@ -341,13 +343,17 @@ def plan_features(candidates: Sequence, model: ModelHandle, config: FeatureConfi
                        config.device_map, config.max_memory)
 
 
-def compute_shard(plan: FeaturePlan, model, proj: torch.Tensor, candidates: Sequence, shard: int) -> np.ndarray:
-    """Features of one shard (what every executor runs, in-process or in a worker)."""
+def compute_shard(plan: FeaturePlan, model, proj: torch.Tensor, candidates: Sequence, shard: int,
+                  on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """Features of one shard (what every executor runs, in-process or in a worker).
+
+    ``on_batch(rows)`` is called after each batch with its number of rows.
+    """
     start, stop = plan.bounds(shard)
     rows = candidates[start:stop]
     device = input_device(model)
     return _shard_features(model, rows, list(plan.layers), proj, plan.pad_id, plan.batch_size, device,
-                           pooling=plan.pooling)
+                           pooling=plan.pooling, on_batch=on_batch)
 
 
 def _feature_worker(plan: FeaturePlan, model) -> tuple:
@@ -361,18 +367,54 @@ def _feature_worker(plan: FeaturePlan, model) -> tuple:
     return model, projection(plan.width, plan.dim, plan.seed)
 
 
-def _worker_shard(plan: FeaturePlan, candidates: Sequence, state: tuple, shard: int) -> np.ndarray:
+def _worker_shard(plan: FeaturePlan, candidates: Sequence, state: tuple, shard: int, on_batch=None) -> np.ndarray:
     model, proj = state
-    return compute_shard(plan, model, proj, candidates, shard)
+    return compute_shard(plan, model, proj, candidates, shard, on_batch)
+
+
+# what ``extract_features(progress=...)`` takes: show a bar, show nothing, or call back (rows done, rows in all)
+FeatureProgress = bool | Callable[[int, int], None] | None
+
+
+class _RowCounter:
+    """Feature rows done, reported to ``report(done, total)``: after each batch when the shards run
+    in this process, after each shard when they run elsewhere (a callback does not pickle)."""
+
+    def __init__(self, total: int):
+        self.done, self.total, self.report = 0, total, None
+
+    def start(self, report: Callable[[int, int], None] | None, done: int) -> None:
+        self.report, self.done = report, done
+        self.add(0)
+
+    def add(self, rows: int) -> None:
+        self.done += rows
+        if self.report:
+            self.report(self.done, self.total)
+
+
+@contextlib.contextmanager
+def _reporting(progress: FeatureProgress, work: bool):
+    """``progress`` as a callback (or None): a caller's own, or a transient bar when there is work to show."""
+    if callable(progress):
+        yield progress
+    elif progress and work:
+        with StageProgress("features", unit="rows", transient=True) as bar:
+            yield lambda done, total: bar.update(completed=done, total=total)
+    else:
+        yield None
 
 
 def extract_features(candidates: Sequence, model: ModelHandle | str, *, config: FeatureConfig | None = None, store_dir: Path | None = None,
-                     progress: bool = True, executor=None) -> np.ndarray:
+                     progress: FeatureProgress = True, executor=None) -> np.ndarray:
     """Projected activation features [len(candidates), proj_dim] (float32), via an on-disk store.
 
     ``executor`` (``colakit.executors``; default local) computes the shards the store lacks, one
     unit each; the driver checks and writes every shard, so the store's files do not depend on the
     executor. When ``model``'s weights are not loaded, the workers load them (only when a shard is missing).
+    ``progress``: True shows a bar on stderr (``colakit.progress``), False nothing; a callable is
+    called as ``progress(rows_done, rows_total)``, first with the rows already in the store, then
+    after each batch (the local executor) or each shard (others). The features do not depend on it.
     """
     config = config or FeatureConfig()
     executor = executor or LocalExecutor()
@@ -387,13 +429,20 @@ def extract_features(candidates: Sequence, model: ModelHandle | str, *, config: 
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     store = FeatureStore(store_dir or cache_dir() / "features" / key, meta)
     # what an earlier (killed) run finished is kept; only the rest is computed
-    shards = executor.map(functools.partial(_worker_shard, plan, candidates), range(plan.shards),
+    counter = _RowCounter(plan.rows)
+    in_process = isinstance(executor, LocalExecutor)
+    work = functools.partial(_worker_shard, plan, candidates, **({"on_batch": counter.add} if in_process else {}))
+    shards = executor.map(work, range(plan.shards),
                           setup=functools.partial(_feature_worker, plan, model.model if model.loaded else None),
                           label="features",
                           done=lambda s: store.load_shard(s, _rows(plan, s), plan.dim) is not None)
-    for s, arr in _progress(shards, progress, "features", total=len(shards)):
-        _check_shard(plan, candidates, s, arr)
-        store.save_shard(s, arr)
+    with _reporting(progress, bool(len(shards))) as report:
+        counter.start(report, plan.rows - sum(_rows(plan, s) for s in shards.pending))
+        for s, arr in shards:
+            _check_shard(plan, candidates, s, arr)
+            store.save_shard(s, arr)
+            if not in_process:
+                counter.add(_rows(plan, s))
     out = np.empty((plan.rows, plan.dim), dtype=np.float32)  # filled shard by shard: no second copy
     for s in range(plan.shards):
         start, stop = plan.bounds(s)
@@ -423,7 +472,7 @@ def _check_shard(plan: FeaturePlan, candidates: Sequence, shard: int, arr: np.nd
 
 
 def _shard_features(model, rows, layers, proj, pad_id, batch_size, device,
-                    pooling: dict | None = None) -> np.ndarray:
+                    pooling: dict | None = None, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     # sort by length inside the shard so batches pad little; restore the order afterwards
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
     feats = torch.empty(len(rows), proj.shape[1])
@@ -433,10 +482,6 @@ def _shard_features(model, rows, layers, proj, pad_id, batch_size, device,
         pooled = pooled_activations(model, ids.to(device), mask.to(device), layers, **(pooling or {})).cpu()
         flat = pooled.flatten(1) / math.sqrt(len(layers))  # unit norm overall
         feats[idx] = flat @ proj
+        if on_batch:
+            on_batch(len(idx))
     return feats.numpy().astype(np.float32)
-
-
-def _progress(it, enabled: bool, label: str, total: int | None = None):
-    if not enabled:
-        return it
-    return track(it, description=label, transient=True, total=total)

@@ -19,8 +19,9 @@ from transformers import AutoConfig
 from colakit.cache import cache_dir
 from colakit.calibset import CalibrationSet, Sample
 from colakit.compress.methods import METHODS, get_method
+from colakit.curate.budget import check_budget
 from colakit.curate.coverage import CAPABILITY_SOURCES, target_weights
-from colakit.curate.features import FeatureConfig, extract_features
+from colakit.curate.features import FeatureConfig, FeatureProgress, extract_features
 from colakit.curate.pool import Chain, PoolWriter, StoredPool, scratch_dir
 from colakit.curate.process import FORMATS, PACKINGS, Candidate, SourceJob, pool_sample, source_windows, windows
 from colakit.curate.select import get_selector
@@ -85,13 +86,7 @@ class CurateConfig:
     compression: str | None = None  # the method the set is for (recorded; sets n/seq_len defaults in the CLI)
 
     def validate(self, max_context: int | None) -> None:
-        if self.n < 1:
-            raise ColakitError(f"--n {self.n} is not positive", "ask for at least one sample")
-        if self.seq_len < 8:
-            raise ColakitError(f"--seq-len {self.seq_len} is too short", "use at least 8 tokens (COLA uses 512-2048)")
-        if max_context is not None and self.seq_len > max_context:
-            raise ColakitError(f"--seq-len {self.seq_len} is longer than the model's context ({max_context} tokens)",
-                               f"use --seq-len {max_context} or less")
+        check_budget(self.n, self.seq_len, self.pool_per_source, max_context)
         if self.format not in FORMATS:
             raise ColakitError(f"unknown --format {self.format!r}", f"use one of: {', '.join(FORMATS)}")
         if self.packing not in PACKINGS:
@@ -193,12 +188,13 @@ def build_pool(config: CurateConfig, tokenizer, *, executor=None,
 
 
 def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bool = False,
-           model=None, tokenizer=None, executor=None) -> CalibrationSet:
+           model=None, tokenizer=None, executor=None, features_progress: FeatureProgress = True) -> CalibrationSet:
     """Build (and optionally save) a CalibrationSet as ``config`` describes.
 
     ``executor`` (``colakit.executors.get_executor``) runs source processing and feature
     extraction; it changes where the work runs, never the result (nothing about it is recorded).
     ``model`` / ``tokenizer``: already-loaded objects for ``config.model`` (else loaded when needed).
+    ``features_progress``: ``extract_features``'s ``progress`` (a bar, nothing, or a callback).
     """
     selector = get_selector(config.method, **config.method_params)
     if out is not None and Path(out).exists() and not overwrite:
@@ -213,7 +209,8 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
         selector.check_budget(pool, config.n)  # before the expensive forward passes
     features = None
     if selector.needs_features:
-        features, probe_feats, weights = pool_features(selector, pool, config, handle, executor=executor)
+        features, probe_feats, weights = pool_features(selector, pool, config, handle, executor=executor,
+                                                       progress=features_progress)
         if probe_feats is not None:  # COLA stage 1: the selector plans source shares
             selector.plan(features, [c.source for c in pool], probe_feats, weights, config.n)
     if selector.needs_model:
@@ -255,10 +252,10 @@ def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, lis
 
 
 def features_with_probes(items: Sequence, probes: dict[str, list[Candidate]], model: ModelHandle, *,
-                         config: FeatureConfig, executor=None):
+                         config: FeatureConfig, executor=None, progress: FeatureProgress = True):
     """Features of ``items`` and of every capability's probes, in one projected space (one extraction)."""
     flat = [p for cap in probes for p in probes[cap]]
-    feats = extract_features(Chain(items, flat), model, config=config, executor=executor)
+    feats = extract_features(Chain(items, flat), model, config=config, executor=executor, progress=progress)
     probe_feats, start = {}, len(items)
     for cap, group in probes.items():
         probe_feats[cap] = feats[start:start + len(group)]
@@ -267,7 +264,7 @@ def features_with_probes(items: Sequence, probes: dict[str, list[Candidate]], mo
 
 
 def pool_features(selector, pool: Sequence[Candidate], config: CurateConfig, model: ModelHandle | None = None, *,
-                  executor=None):
+                  executor=None, progress: FeatureProgress = True):
     """(pool features, probe features, capability weights) in the space ``selector`` works in.
 
     Coverage-based selectors (COLA stage 1) get the capability probes' features in the same
@@ -276,11 +273,12 @@ def pool_features(selector, pool: Sequence[Candidate], config: CurateConfig, mod
     """
     model = model or ModelHandle(config.model, device=config.features.device, dtype=config.features.dtype)
     if not getattr(selector, "uses_coverage", False):
-        return extract_features(pool, model, config=config.features, executor=executor), None, None
+        return extract_features(pool, model, config=config.features, executor=executor, progress=progress), None, None
 
     weights = target_weights(config.target, config.weights)
     probes = build_probes(config, model.tokenizer, [c for c, w in weights.items() if w > 0])
-    pool_feats, probe_feats = features_with_probes(pool, probes, model, config=config.features, executor=executor)
+    pool_feats, probe_feats = features_with_probes(pool, probes, model, config=config.features, executor=executor,
+                                                   progress=progress)
     return pool_feats, probe_feats, weights
 
 

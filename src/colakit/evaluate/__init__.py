@@ -32,16 +32,19 @@ from colakit.model.load import ModelHandle
 def evaluate_model(name: ModelHandle | str | Path | None, tasks: str | list[str] = DEFAULT_TASKS, *,
                    limit: int | None = None, seed: int = 0, device: str = "auto", dtype: str = "auto",
                    out: str | Path | None = None, allow_overlap: bool = False, config: EvalConfig | None = None,
-                   on_task=None, device_map: str | None = None, max_memory: str | dict | None = None) -> dict:
+                   on_task=None, device_map: str | None = None, max_memory: str | dict | None = None,
+                   on_items=None) -> dict:
     """Load a model (built-in id, directory or hub id) and ``evaluate`` it.
 
+    ``on_task(name, result)`` and ``on_items(name, done, total)`` report progress as ``evaluate`` does.
     ``device_map``/``max_memory`` (accelerate's): a model larger than one device is spread over the
     GPUs, the CPU and disk (lm-evaluation-harness's ``parallelize=True``).
     """
     resolve_tasks(tasks, limit)  # bad task names or limits fail before the model loads
     handle = ModelHandle.of(name, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
     return evaluate(handle.model, handle.tokenizer, tasks, limit=limit, seed=seed, config=config, out=out,
-                    model_name=handle.name, model_dir=handle.directory, allow_overlap=allow_overlap, on_task=on_task)
+                    model_name=handle.name, model_dir=handle.directory, allow_overlap=allow_overlap, on_task=on_task,
+                    on_items=on_items)
 
 
 __all__ = ["evaluate", "evaluate_model", "compare", "compare_models", "retention_rows", "paired_rows", "chance_flag",

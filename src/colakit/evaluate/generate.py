@@ -107,7 +107,8 @@ def generate(model, tokenizer, prompts: list[str], *, stop: tuple[str, ...] | li
              max_new_tokens: int = 256, batch_size: int = 8, max_length: int | None = None,
              progress=None) -> list[GenerationOutput]:
     """Greedy completions of ``prompts`` (in order). Prompts longer than the model allows lose
-    their beginning, as in lm-eval."""
+    their beginning, as in lm-eval. ``progress(n_done)`` is called after each batch with the
+    number of prompts completed so far."""
     if max_new_tokens <= 0:
         raise ColakitError(f"max_new_tokens must be positive, got {max_new_tokens}", "use e.g. 256")
     max_length = max_length or max_context(model) or 2048

@@ -65,8 +65,12 @@ def _score_windows(model, chunk: list[tuple[int, list[int], int]], pad_id: int) 
 
 
 def document_nll(model, tokenizer, texts: list[str], *, seq_len: int = 1024, logit_budget_mb: int = 1024,
-                 progress=None) -> tuple[list[float], list[int]]:
-    """Total NLL (nats) and token count of each text, every token predicted once."""
+                 progress=None, on_windows=None) -> tuple[list[float], list[int]]:
+    """Total NLL (nats) and token count of each text, every token predicted once.
+
+    ``on_windows(total)`` is called once the texts are cut into windows, ``progress(n_done)`` after
+    each batch with the number of windows scored so far.
+    """
     limit = max_context(model)
     if limit is not None and seq_len > limit:
         raise ColakitError(f"seq_len {seq_len} is longer than the model's context ({limit})",
@@ -78,6 +82,8 @@ def document_nll(model, tokenizer, texts: list[str], *, seq_len: int = 1024, log
     vocab = model.config.get_text_config().vocab_size
     rows = max(1, (logit_budget_mb << 20) // (seq_len * vocab * 4 * 2))  # logits + their softmax, float32
     order = sorted(range(len(windows)), key=lambda i: len(windows[i][1]), reverse=True)
+    if on_windows:
+        on_windows(len(windows))
     nll = [0.0] * len(texts)
     for start in range(0, len(order), rows):
         chunk = [windows[i] for i in order[start : start + rows]]
@@ -98,13 +104,16 @@ def _ratio_se(num: np.ndarray, den: np.ndarray) -> float:
 
 
 def perplexity(model, tokenizer, texts: list[str], *, seq_len: int = 1024, logit_budget_mb: int = 1024,
-               progress=None) -> dict:
-    """Perplexities and bits per byte of ``texts`` (see the module docstring), with per-document records."""
+               progress=None, on_windows=None) -> dict:
+    """Perplexities and bits per byte of ``texts`` (see the module docstring), with per-document records.
+
+    ``progress``/``on_windows``: as ``document_nll`` reports them (windows scored, windows in all).
+    """
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise ColakitError("no non-empty documents to compute perplexity on", "check the source and --limit")
     nll, n_tokens = document_nll(model, tokenizer, texts, seq_len=seq_len, logit_budget_mb=logit_budget_mb,
-                                 progress=progress)
+                                 progress=progress, on_windows=on_windows)
     nll_a, tok_a = np.array(nll), np.array(n_tokens, dtype=float)
     bytes_a = np.array([len(t.encode("utf-8")) for t in texts], dtype=float)
     words_a = np.array([len(re.split(r"\s+", t)) for t in texts], dtype=float)

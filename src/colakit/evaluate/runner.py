@@ -8,6 +8,7 @@ are re-exported here."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -25,23 +26,16 @@ from colakit.capabilities import CAPABILITIES
 from colakit.data.overlap import assert_no_overlap
 from colakit.errors import ColakitError
 from colakit.evaluate import results as res
-from colakit.evaluate.comparison import (  # noqa: F401  (compare and friends are part of this module's API)
-    chance_flag,
-    compare,
-    compare_models,
-    paired_rows,
-    primary_value,
-    retention_rows,
-)
+from colakit.evaluate.comparison import chance_flag, compare, compare_models, paired_rows, primary_value, retention_rows  # noqa: F401  (compare and friends are part of this module's API)
 from colakit.evaluate.config import EvalConfig
 from colakit.evaluate.generate import generate
 from colakit.evaluate.loglik import Request, score_requests
 from colakit.evaluate.perplexity import perplexity
 from colakit.evaluate.suites import resolve_tasks
 from colakit.evaluate.tasks import Task, get_task
+from colakit.memory import peak_memory
 from colakit.model.load import tokenizer_hash
 from colakit.model.placement import input_device, model_dtype
-from colakit.memory import peak_memory
 from colakit.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -62,28 +56,48 @@ def select_items(items: list[dict], limit: int | None, seed: int, task: str) -> 
 # --------------------------------------------------------------------------- engines, one per task kind
 
 
-def _loglik(model, tokenizer, task: Task, requests: list, cfg: EvalConfig) -> list[list]:
+def _loglik(model, tokenizer, task: Task, requests: list, cfg: EvalConfig, progress=None) -> list[list]:
     """Each multiple-choice item's scores, one per choice, from one batched pass over all of them."""
     flat, spans = [], []
     for mc in requests:
         spans.append((len(flat), len(mc.continuations)))
         flat += [Request(c, k) for c, k in zip(mc.contexts, mc.continuations)]
-    scores = score_requests(model, tokenizer, flat, token_budget=cfg.token_budget)
+    scores = score_requests(model, tokenizer, flat, token_budget=cfg.token_budget,
+                            progress=_counting(progress, len(flat)))
     return [scores[start : start + n] for start, n in spans]
 
 
-def _generate(model, tokenizer, task: Task, requests: list, cfg: EvalConfig) -> list[tuple]:
-    """Each item's (greedy completion, score of its gold continuation)."""
+def _generate(model, tokenizer, task: Task, requests: list, cfg: EvalConfig, progress=None) -> list[tuple]:
+    """Each item's (greedy completion, score of its gold continuation); progress counts the completions
+    (the gold scores, one forward per item, take a fraction of their time)."""
     stops = requests[0].stop if requests else ()
     outputs = generate(model, tokenizer, [g.prompt for g in requests], stop=stops,
-                       max_new_tokens=cfg.max_new_tokens or task.max_new_tokens, batch_size=cfg.gen_batch_size)
+                       max_new_tokens=cfg.max_new_tokens or task.max_new_tokens, batch_size=cfg.gen_batch_size,
+                       progress=_counting(progress, len(requests)))
     gold = score_requests(model, tokenizer, [Request(g.prompt, g.gold_text) for g in requests],
                           token_budget=cfg.token_budget)
     return list(zip(outputs, gold))
 
 
-def _perplexity(model, tokenizer, task: Task, requests: list, cfg: EvalConfig) -> dict:
-    return perplexity(model, tokenizer, requests, seq_len=cfg.ppl_seq_len)
+def _perplexity(model, tokenizer, task: Task, requests: list, cfg: EvalConfig, progress=None) -> dict:
+    if progress is None:
+        return perplexity(model, tokenizer, requests, seq_len=cfg.ppl_seq_len)
+    windows = {"total": 0}  # known once the documents are tokenized
+
+    def on_windows(total: int) -> None:
+        windows["total"] = total
+        progress(0, total)
+
+    return perplexity(model, tokenizer, requests, seq_len=cfg.ppl_seq_len, on_windows=on_windows,
+                      progress=lambda done: progress(done, windows["total"]))
+
+
+def _counting(progress, total: int):
+    """An engine's ``progress(n_done)`` as ``progress(n_done, total)``, starting at 0 (None without one)."""
+    if progress is None:
+        return None
+    progress(0, total)
+    return lambda done: progress(done, total)
 
 
 _ENGINES = {"multiple_choice": _loglik, "generate": _generate, "perplexity": _perplexity}
@@ -154,10 +168,11 @@ def _task_items(task: Task, limit: int | None, seed: int, items_override: dict |
     return select_items(items, limit, seed, task.name)
 
 
-def _score(model, tokenizer, task: Task, items: list[dict], cfg: EvalConfig) -> tuple[dict, list[dict]]:
+def _score(model, tokenizer, task: Task, items: list[dict], cfg: EvalConfig,
+           progress=None) -> tuple[dict, list[dict]]:
     """The task's requests for ``items``, through its kind's engine, scored by the task."""
     requests = [task.build_chat(d, tokenizer) if cfg.chat else task.build(d) for d in items]
-    outputs = _ENGINES[task.kind](model, tokenizer, task, requests, cfg)
+    outputs = _ENGINES[task.kind](model, tokenizer, task, requests, cfg, progress=progress)
     return task.score(items, requests, outputs, cfg)
 
 
@@ -165,12 +180,16 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
              config: EvalConfig | None = None, out: str | Path | None = None, model_name: str | None = None,
              model_dir: str | Path | None = None, allow_overlap: bool = False,
              items_override: dict[str, list[dict]] | None = None,
-             on_task: Callable[[str, dict], None] | None = None) -> dict:
+             on_task: Callable[[str, dict], None] | None = None,
+             on_items: Callable[[str, int, int], None] | None = None) -> dict:
     """Evaluate ``model`` on a suite or tasks; returns (and with ``out``, writes) the results dict.
 
     ``limit`` caps items per task (a seeded subset, ids recorded); ``out`` also keeps per-task
     checkpoints so an interrupted run resumes; ``items_override`` maps task -> in-memory items
-    (each with an ``"id"``) instead of the packaged sets.
+    (each with an ``"id"``) instead of the packaged sets. ``on_task(name, result)`` is called as
+    each task finishes; ``on_items(name, done, total)`` as a task's scoring goes, batch by batch
+    (requests for multiple choice, completions for generation, windows for perplexity; not for a
+    task resumed from its checkpoint).
     """
     cfg = config or EvalConfig(seed=seed)
     cfg.seed = seed
@@ -192,7 +211,8 @@ def evaluate(model, tokenizer, tasks: str | list[str] = "quick", *, limit: int |
         result = res.load_part(Path(out) if out else None, name, key)
         if result is None:
             t0 = time.time()
-            metrics, records = _score(model, tokenizer, task, items, cfg)
+            items_done = functools.partial(on_items, name) if on_items else None
+            metrics, records = _score(model, tokenizer, task, items, cfg, progress=items_done)
             result = {"capability": task.capability, "kind": task.kind, "version": task.version,
                       "reference": task.reference, "primary": task.primary,
                       "higher_is_better": task.higher_is_better, "limit": task_limit,

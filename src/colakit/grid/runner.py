@@ -86,10 +86,11 @@ def curate_config(grid: GridConfig, cell: Cell):
                                  method_params=params.pop("params", None) or {}, **params)
 
 
-def pool_features(config, model: ModelHandle):
+def pool_features(config, model: ModelHandle, progress=True):
     """The candidate pool and its features in the space curation used (the feature store makes this a cache hit)."""
     pool, _ = pipeline.build_pool(config, model.tokenizer)
-    feats, _, _ = pipeline.pool_features(get_selector(config.method, **config.method_params), pool, config, model)
+    feats, _, _ = pipeline.pool_features(get_selector(config.method, **config.method_params), pool, config, model,
+                                         progress=progress)
     return pool, feats
 
 
@@ -136,7 +137,8 @@ class GridRunner:
     """Runs the cells of ``grid`` into ``rundir`` on ``executor`` (default: this process).
 
     ``progress`` receives (stage, cell, done, total) events: every stage of every unit on the local
-    executor; on a remote one, each cell as it finishes (its stages run in the workers).
+    executor (with "features" rows and compression "block"s counted as they go); on a remote one,
+    each cell as it finishes (its stages run in the workers).
     """
 
     def __init__(self, grid: GridConfig, rundir: str | Path, progress=None, only: list[str] | None = None,
@@ -184,6 +186,13 @@ class GridRunner:
             self.progress("task", label, name, result)
         return on_task
 
+    def _counting(self, stage: str, label: str):
+        """A stage's (done, total) callback as ``progress`` events: the driver's one display shows it
+        (a library bar of its own would be a second live display)."""
+        def report(done, total):
+            self.progress(stage, label, done, total)
+        return report
+
     def curate(self, cell: Cell) -> Path:
         name = calib_name(self.grid, cell)
         out = self.paths.calib(name)
@@ -194,7 +203,8 @@ class GridRunner:
             self.paths.calib_score(name).unlink(missing_ok=True)
         if not (out / "manifest.json").exists():
             self.progress("curate", cell.id, 0, 1)
-            pipeline.curate(curate_config(self.grid, cell), out=out, overwrite=True, tokenizer=self.tokenizer)
+            pipeline.curate(curate_config(self.grid, cell), out=out, overwrite=True, tokenizer=self.tokenizer,
+                            features_progress=self._counting("features", cell.id))
         return out
 
     def score(self, cell: Cell, calib: Path) -> dict | None:
@@ -208,7 +218,8 @@ class GridRunner:
         sc = self.grid.score
         result = score_set(calib, model=self.grid.model, target=sc["target"], probes_per_capability=sc["probes"],
                            features=FeatureConfig(layers=sc["feature_layers"], device=self.grid.device,
-                                                  dtype=self.grid.dtype), tokenizer=self.tokenizer)
+                                                  dtype=self.grid.dtype), tokenizer=self.tokenizer,
+                           features_progress=self._counting("features", cell.id))
         write_json_atomic(path, result)
         return result
 
@@ -218,7 +229,7 @@ class GridRunner:
         config = curate_config(self.grid, cell)
         if out.exists() or not self.grid.map or not get_selector(config.method, **config.method_params).needs_features:
             return
-        pool, feats = pool_features(config, self.model)  # the feature store makes this a cache hit
+        pool, feats = pool_features(config, self.model, self._counting("features", cell.id))  # a cache hit
         chosen = {(s.doc_id, s.start) for s in CalibrationSet.load(calib).samples}
         centred = feats - feats.mean(axis=0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
@@ -238,7 +249,8 @@ class GridRunner:
                 output = {"save_format": params.pop("save_format")} if "save_format" in params else {}
                 self.progress("compress", cell.id, 0, 1)
                 compress.compress_to_dir(self.grid.model, calib, model_dir, compress.CompressionConfig(**params),
-                                         device=self.grid.device, dtype=self.grid.dtype, backend=backend, **output)
+                                         device=self.grid.device, dtype=self.grid.dtype, backend=backend, **output,
+                                         on_block=self._counting("block", cell.id))
                 shutil.copyfile(model_dir / "compression.json", report_path)
             self.progress("evaluate", cell.id, 0, 1)
             results = evaluate_model(str(model_dir), self.grid.evaluate["tasks"], **self._eval_kwargs(),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -24,12 +23,21 @@ CHUNK = 65536  # rows per faiss search when a pool is scanned in pieces
 POINTS_PER_THREAD = 250  # faiss threads for small problems (bench/kmeans.py, 16 cores: 1000 points ran 4x faster on 4 threads than on 16)
 
 
+def _faiss():
+    """faiss on first use: the selector registry is also imported only for its defaults
+    (``colakit.provenance``), where loading faiss's OpenMP runtime is wasted (and fails under a
+    tight address-space cap)."""
+    import faiss
+
+    return faiss
+
+
 @contextmanager
 def faiss_threads(n_points: int):
     """Fewer threads for small pools: faiss's OpenMP and numpy's BLAS (the seeding and swap
     products) both start as many threads as cores, and below ~250 points each the start-up cost
     outweighs the work."""
-    with threadpool_limits(limits=max(1, min(faiss.omp_get_max_threads(), n_points // POINTS_PER_THREAD))):
+    with threadpool_limits(limits=max(1, min(_faiss().omp_get_max_threads(), n_points // POINTS_PER_THREAD))):
         yield
 
 
@@ -153,7 +161,7 @@ def kmeans(features: np.ndarray, k: int, seed: int, n_init: int = 2, niter: int 
     best = None
     for _ in range(n_init):
         init = local_search(x, kmeans_plus_plus(x, k, rng), rng, 2 * k if swaps is None else swaps)
-        km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=int(rng.integers(1 << 31)), verbose=False,
+        km = _faiss().Kmeans(x.shape[1], k, niter=niter, seed=int(rng.integers(1 << 31)), verbose=False,
                           min_points_per_centroid=1, max_points_per_centroid=1 << 30)
         km.train(x, init_centroids=init)
         if sampled:
@@ -169,7 +177,7 @@ def kmeans(features: np.ndarray, k: int, seed: int, n_init: int = 2, niter: int 
 
 def assign_chunked(features, centroids: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """(squared distance, index) of every point's nearest centroid, ``chunk`` rows at a time."""
-    index = faiss.IndexFlatL2(centroids.shape[1])
+    index = _faiss().IndexFlatL2(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     dist = np.empty(len(features), dtype=np.float32)
     assign = np.empty(len(features), dtype=np.int64)
@@ -184,14 +192,14 @@ def _neighbours(features, centroids: np.ndarray, m: int, chunk: int) -> tuple[np
     cents = np.ascontiguousarray(centroids, dtype=np.float32)
     n = len(features)
     if n <= chunk:  # the whole pool in one index (the exact path small pools always took)
-        index = faiss.IndexFlatL2(cents.shape[1])
+        index = _faiss().IndexFlatL2(cents.shape[1])
         index.add(np.ascontiguousarray(features, dtype=np.float32))
         return index.search(cents, m)
     best_d = np.full((len(cents), 0), np.inf, dtype=np.float32)
     best_i = np.full((len(cents), 0), -1, dtype=np.int64)
     for a in range(0, n, chunk):
         part = np.ascontiguousarray(features[a:a + chunk], dtype=np.float32)
-        index = faiss.IndexFlatL2(part.shape[1])
+        index = _faiss().IndexFlatL2(part.shape[1])
         index.add(part)
         d, i = index.search(cents, min(m, len(part)))
         d_all, i_all = np.concatenate([best_d, d], 1), np.concatenate([best_i, np.where(i >= 0, i + a, -1)], 1)
