@@ -16,7 +16,8 @@ Sets of format 1 (older colakit) hashed their tokens alone; they load with a war
 The directory is written to a temporary sibling and renamed into place, so a crash never leaves
 a half-written set that loads. Saving the same set twice writes the same bytes (no timestamp).
 ``to_dataset`` gives the ``input_ids``/``attention_mask`` columns that llm-compressor's
-``oneshot(dataset=...)`` takes as is.
+``oneshot(dataset=...)`` takes as is, ``to_samples`` the dicts GPTQModel's ``quantize(calibration=...)``
+takes, and ``to_autoround`` the ``dataset``/``nsamples``/``seqlen`` of auto-round's ``AutoRound``.
 """
 
 from __future__ import annotations
@@ -232,6 +233,43 @@ class CalibrationSet:
             "input_ids": [s.input_ids for s in self.samples],
             "attention_mask": [[1] * len(s.input_ids) for s in self.samples],
         })
+
+    def to_samples(self) -> list[dict[str, list[int]]]:
+        """One ``{"input_ids": [...], "attention_mask": [1, ...]}`` dict of int lists per sample, unpadded, in order.
+
+        For GPTQModel's ``model.quantize(calibration=...)``. It uses a dict's ``input_ids`` as they are
+        because the dict has no ``text`` key (it would tokenise ``text`` instead). By default it sorts the
+        samples by length; ``calibration_sort=None`` keeps colakit's order::
+
+            model.quantize(calibration=calib.to_samples(), calibration_sort=None)
+
+        GPTQModel 7.7.0 drops samples of 10 tokens or fewer: its ``quantize`` does not pass
+        ``calibration_data_min_length`` on.
+        """
+        return [{"input_ids": list(s.input_ids), "attention_mask": [1] * len(s.input_ids)} for s in self.samples]
+
+    def to_autoround(self, pad_token_id: int | None = None) -> dict[str, Any]:
+        """``dataset``, ``nsamples`` and ``seqlen`` for auto-round's ``AutoRound(model, tokenizer, ...)``.
+
+        ``dataset`` holds one ``{"input_ids", "attention_mask"}`` pair of [1, L] LongTensors per sample, in
+        order, where L is the longest sample. Shorter samples are right-padded with ``pad_token_id``
+        (mask 0 there), which is needed only when lengths differ. ``nsamples`` is the set's size and
+        ``seqlen`` is L. auto-round skips rows shorter than ``seqlen`` and stops after ``nsamples``, so
+        every sample is used, and it tokenises nothing::
+
+            ar = AutoRound(model, tokenizer, **calib.to_autoround(tokenizer.pad_token_id), iters=200)
+            ar.quantize_and_save("runs/ar-w4", format="auto_round")
+
+        Pass the tokenizer's pad id: auto-round leaves out of its loss the positions that hold it.
+        Each call builds new tensors, because auto-round writes into the masks.
+        """
+        lengths = {len(s.input_ids) for s in self.samples}
+        if len(lengths) > 1 and pad_token_id is None:
+            raise ColakitError(f"the samples hold {min(lengths)} to {max(lengths)} tokens, and auto-round batches "
+                               "rows of one length", "pass pad_token_id (tokenizer.pad_token_id) to pad them")
+        ids, mask = self.to_tensors(0 if pad_token_id is None else pad_token_id)
+        rows = [{"input_ids": ids[i:i + 1], "attention_mask": mask[i:i + 1]} for i in range(len(self))]
+        return {"dataset": rows, "nsamples": len(self), "seqlen": ids.shape[1]}
 
     # ------------------------------------------------------------------ persistence
 

@@ -168,7 +168,10 @@ def _as_spm_bpe(tok) -> None:
     transformers' own ``generate_merges`` derives from the GGUF's tokens and scores.
     """
     backend = tok.backend_tokenizer
-    pieces = json.loads(backend.to_str())["model"]["vocab"]  # [[piece, score], ...] in id order
+    model = json.loads(backend.to_str())["model"]
+    if model["type"] != "Unigram":  # newer transformers (5.24 measured) read it as BPE already
+        return
+    pieces = model["vocab"]  # [[piece, score], ...] in id order
     vocab = {piece: i for i, (piece, _) in enumerate(pieces)}
     special = {t.content for t in backend.get_added_tokens_decoder().values()}
     merges = generate_merges(vocab, dict(pieces), skip_tokens=special)
