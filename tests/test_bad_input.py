@@ -84,10 +84,10 @@ def test_ctrl_c_exits_130(tmp_path):
     """An interrupted evaluation stops with exit code 130 (what shells report for SIGINT) and no traceback."""
     proc = subprocess.Popen([sys.executable, "-m", "colakit", "evaluate", "--model", "smollm2-135m", "--suite",
                              "quick", "--out", str(tmp_path / "eval.json")], stderr=subprocess.PIPE, text=True,
-                            env=ENV)
+                            env={**ENV, "COLAKIT_PROGRESS_INTERVAL": "0.5"})
     deadline = time.time() + 240
-    for line in proc.stderr:  # wait until the work has started
-        if "evaluating" in line or time.time() > deadline:
+    for line in proc.stderr:  # wait until a task is being scored (not a library's start-up)
+        if "evaluate: task" in line or time.time() > deadline:
             break
     proc.send_signal(signal.SIGINT)
     _, rest = proc.communicate(timeout=120)
