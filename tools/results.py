@@ -107,11 +107,10 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
                      "delta, task, made; mean/delta/verdict take COMPRESSION CURATION, task also TASK)")
 
 
-def stale_parts(root: Path, file: str) -> list[str]:
-    """The parts of the defaults (``defaults_digests``) that changed since ``file`` was made."""
+def stale_parts(meta: dict) -> list[str]:
+    """The parts of the defaults (``defaults_digests``) that changed since the run of ``meta`` (its run.json)."""
     from colakit.provenance import defaults_digests
 
-    meta = json.loads((root / file / "run.json").read_text())
     config = meta.get("config") or {}
     used = ["curate", "evaluate"]
     used += [f"compress.{c['method']}" for c in (config.get("compression") or {}).values()]
@@ -158,14 +157,13 @@ def process(root: Path = ROOT, write: bool = False) -> tuple[list[str], list[str
             doc.write_text(new, encoding="utf-8")
             notes.append(f"wrote {rel}")
     for file, where in seen.items():
-        stale = stale_parts(root, file)
+        meta = json.loads((root / file / "run.json").read_text())
+        stale = stale_parts(meta)
         if stale:
-            meta = json.loads((root / file / "run.json").read_text())
             config = (meta.get("config") or {}).get("name", file)
             problems.append(f"{file} (cited at {where}) is stale: the defaults of {', '.join(stale)} changed since it "
                             f"was made at commit {str(meta.get('git_commit'))[:7]}: rerun its config ({config}) with "
                             f"`colakit run`, then `python tools/results.py snapshot RUNDIR {file}` and `make results`")
-        meta = json.loads((root / file / "run.json").read_text())
         if meta.get("git_dirty"):
             notes.append(f"note: {file} was made from a tree with uncommitted changes (commit "
                          f"{str(meta.get('git_commit'))[:7]})")
