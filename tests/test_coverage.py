@@ -58,3 +58,44 @@ def test_cola_selector_respects_shares():
     assert len(set(out.indices)) == 6
     assert sorted(out.clusters) == list(range(6))
     assert out.info["shares"] == {s: picked.count(s) for s in set(picked)}
+
+
+def _lopsided():
+    """x's probes sit in two directions that the pool covers exactly; y's in one the pool covers weakly
+    (cosine 0.2). Summed coverage spends both picks on x; max-min lifts y with the second."""
+    e = np.eye(6, dtype=np.float32)
+    weak_y = 0.2 * e[2] + np.sqrt(1 - 0.04) * e[3]
+    pool = np.stack([e[0], e[0] * 0.99 + 0.01 * e[5], e[1], weak_y]).astype(np.float32)
+    probes = {"x": np.stack([e[0], e[1]]), "y": e[2:3]}
+    return pool, probes
+
+
+def test_maxmin_lifts_the_weakest_capability_first():
+    from colakit.curate.select.balanced import maxmin_coverage
+
+    pool, probes = _lopsided()
+    weights = {"x": 1.0, "y": 1.0}
+    assert sorted(greedy_coverage(pool, probes, weights, 2)) == [0, 2]  # the sum leaves y uncovered
+    picks, ratios = maxmin_coverage(pool, probes, weights, 2)
+    assert picks == [0, 3]  # x's first direction, then y: its weak best is all the pool can give it
+    assert ratios == {"x": pytest.approx(0.5), "y": pytest.approx(1.0)}
+    # a weight of 3 on x: its deficit (3 x 0.5) outweighs y's (1 x 1) after the first pick
+    assert maxmin_coverage(pool, probes, {"x": 3.0, "y": 1.0}, 2)[0] == [0, 2]
+    assert maxmin_coverage(pool, probes, weights, 4)[0] == maxmin_coverage(pool, probes, weights, 4)[0]
+    with pytest.raises(ColakitError, match="larger than the pool"):
+        maxmin_coverage(pool, probes, weights, 5)
+
+
+def test_balanced_selector_plans_shares_and_clusters_inside_them():
+    from colakit.curate.select import get_selector
+
+    pool, probes = _lopsided()
+    sources = ["A", "A", "A", "B"]
+    sel = get_selector("balanced", probes_per_capability=8)
+    assert sel.params()["probes_per_capability"] == 8 and "source_selection" not in sel.params()
+    sel.plan(pool, sources, probes, {"x": 1.0, "y": 1.0}, 2)
+    out = sel.select(list(range(4)), pool, 2, seed=0)
+    assert out.info["shares"] == {"A": 1, "B": 1} and 3 in out.indices
+    assert out.info["coverage_ratio"]["y"] == pytest.approx(1.0)
+    with pytest.raises(ColakitError, match="probes_per_capability"):
+        get_selector("balanced", probes_per_capability=0)

@@ -84,6 +84,39 @@ def test_score_ranks_a_set_in_activation_space(tok, tmp_path):
     assert -1 <= result["representativeness"] <= 1 and result["proxy"] == pytest.approx(
         (result["representativeness"] + result["diversity"]) / 2)
     assert score_set(calib, **kw) == result  # deterministic
+    assert result["probes"] == {"split": "heldout", "per_capability": {c: 2 for c in result["coverage"]}}
+    seen = score_set(calib, probes_from="calibration", **kw)  # the probes curation uses: another look
+    assert seen["probes"]["split"] == "calibration" and seen["coverage"] != result["coverage"]
+    with pytest.raises(ColakitError, match="not a split"):
+        score_set(calib, probes_from="test", **kw)
+
+
+def test_probes_come_from_the_part_asked_and_avoid_excluded_documents(tok):
+    from colakit.curate.pipeline import build_probes
+    from colakit.data.sources import get_source
+
+    cfg = CurateConfig(seq_len=64, probes_per_capability=4)
+    held = build_probes(cfg, tok, ["code"], split="heldout")["code"]
+    code = get_source("code")
+    assert len(held) == 4 and all(code.is_heldout(p.doc_id) for p in held)
+    calib = build_probes(cfg, tok, ["code"])["code"]
+    assert not any(code.is_heldout(p.doc_id) for p in calib)
+    avoided = build_probes(cfg, tok, ["code"], exclude={p.doc_id for p in calib})["code"]
+    assert len(avoided) == 4 and not {p.doc_id for p in avoided} & {p.doc_id for p in calib}
+    assert len(build_probes(cfg, tok, ["code"], per_capability=6)["code"]) == 6
+
+
+def test_balanced_draws_its_own_probes_disjoint_from_the_pool(tok):
+    cfg = CurateConfig(sources=["c4", "code"], method="balanced", n=6, seq_len=64, pool_per_source=12, seed=0,
+                       method_params={"probes_per_capability": 3},
+                       features=FeatureConfig(layers="every:10", batch_size=16))
+    calib = curate(cfg, tokenizer=tok)
+    info = calib.manifest["selection_info"]
+    assert len(calib) == 6 and sum(info["shares"].values()) == 6
+    assert set(info["probes_per_capability"].values()) == {3}  # its own count, not the config's 16
+    assert set(info["coverage_ratio"]) == set(info["greedy_coverage"]["coverage"])
+    assert all(0 < r <= 1 + 1e-6 for r in info["coverage_ratio"].values())
+    assert curate(cfg, tokenizer=tok).content_hash == calib.content_hash
 
 
 def test_cli_defaults_to_cola_over_the_general_sources(tmp_path, monkeypatch):

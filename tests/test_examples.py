@@ -22,10 +22,12 @@ BIN = Path(sys.executable).parent
 TIMEOUT = 900  # seconds per example: a stuck example fails instead of hanging CI
 
 
-# The two examples that compress the whole 30-block model take 9-10 minutes each on a 2-core machine
-# (measured at load 2.5-3.6): CI runs the others; COLAKIT_SLOW_EXAMPLES=1 runs these too.
+# Each example compresses the whole 30-block model on tiny budgets: targeted_math.sh took 97 s and
+# compare_three.sh 205 s on this 2-core machine (idle, and at load 2.4; see each test's printed time).
+# cola_oneshot.py runs llm-compressor's oneshot, which only runs where llmcompressor is installed (not in CI);
+# it is also behind COLAKIT_SLOW_EXAMPLES=1, since its time here is not measured.
 slow = pytest.mark.skipif(not os.environ.get("COLAKIT_SLOW_EXAMPLES"),
-                          reason="compresses the whole default model (9-10 min on 2 cores): "
+                          reason="runs llm-compressor's oneshot on the whole default model: "
                                  "set COLAKIT_SLOW_EXAMPLES=1 to run it")
 
 
@@ -60,7 +62,6 @@ def test_own_data(tmp_path):
     assert "calibration set:" in log
 
 
-@slow
 def test_targeted_math(tmp_path):
     out = tmp_path / "math"
     log = _run(["bash", str(EXAMPLES / "targeted_math.sh"), str(out)], tmp_path)
@@ -71,7 +72,6 @@ def test_targeted_math(tmp_path):
     assert "retention report:" in log
 
 
-@slow
 def test_compare_three(tmp_path):
     out = tmp_path / "grid"
     log = _run(["bash", str(EXAMPLES / "compare_three.sh"), str(out)], tmp_path)

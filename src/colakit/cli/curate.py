@@ -35,6 +35,7 @@ from colakit.defaults import (
     DEFAULT_SOURCES,
     DEFAULT_TARGET,
 )
+from colakit.errors import ColakitError
 from colakit.executors import EXECUTORS
 from colakit.paths import check_output, output_dir
 from colakit.progress import StageProgress
@@ -203,6 +204,10 @@ def score(
     target: str = typer.Option(DEFAULT_TARGET, "--target", help="general, language, commonsense, math, code or multilingual."),
     weights: str = typer.Option(None, "--weights", help="Capability weights, e.g. math=2,code=1."),
     probes: int = typer.Option(16, "--probes", help="Probe windows per capability."),
+    probes_from: str = typer.Option(
+        "heldout", "--probes-from",
+        help="heldout: probes from documents no curation stage reads (a selection never saw them); "
+             "calibration: the probes curation itself uses."),
     feature_layers: str = typer.Option("all", "--feature-layers", help="Layers probed: all, every:K or 0,5,9."),
     device: str = typer.Option("auto", "--device"),
     device_map: str = device_map_option(),
@@ -212,19 +217,23 @@ def score(
     """Representativeness, diversity and proxy score of a CalibrationSet, without compressing anything."""
     from colakit.curate.coverage import parse_weights, target_weights
     from colakit.curate.features import FeatureConfig
-    from colakit.curate.score import score_set
+    from colakit.curate.score import PROBE_SPLITS, score_set
 
     target_weights(target, parse_weights(weights))  # before the model loads
+    if probes_from not in PROBE_SPLITS:
+        raise ColakitError(f"--probes-from {probes_from!r} is not a split", f"use one of: {', '.join(PROBE_SPLITS)}")
 
     with _feature_progress("score", "in activation space") as bar:
         result = score_set(path, model=model, target=target, weights=parse_weights(weights),
-                           probes_per_capability=probes, features=FeatureConfig(layers=feature_layers, device=device,
+                           probes_per_capability=probes, probes_from=probes_from, features=FeatureConfig(layers=feature_layers, device=device,
                                                                    device_map=device_map, max_memory=max_memory),
                            features_progress=bar)
     if as_json:
         print_json(result)
         return
-    table = Table(title=f"{escape(path)} ({escape(target)})", show_header=False)
+    seen = "documents no stage of curation read" if probes_from == "heldout" else "the documents curation's probes come from"
+    table = Table(title=f"{escape(path)} ({escape(target)})", show_header=False,
+                  caption=f"probes: {probes} per capability from the {probes_from} part of each source ({seen})")
     for key in ("representativeness", "diversity", "proxy"):
         table.add_row(key, f"{result[key]:.4f}")
     for cap, value in result["coverage"].items():

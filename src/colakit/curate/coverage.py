@@ -62,7 +62,8 @@ def parse_weights(text: str | None) -> dict[str, float]:
     return out
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (cosine similarity is then a dot product)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -71,7 +72,7 @@ def coverage(selected: np.ndarray, probes: np.ndarray) -> float:
     """Facility-location coverage: mean over probes of the best cosine similarity in ``selected``."""
     if len(selected) == 0 or len(probes) == 0:
         return 0.0
-    sims = _unit(probes) @ _unit(selected).T
+    sims = unit_rows(probes) @ unit_rows(selected).T
     return float(sims.max(axis=1).mean())
 
 
@@ -80,7 +81,7 @@ def diversity(selected: np.ndarray) -> float:
     n = len(selected)
     if n < 2:
         return 0.0
-    u = _unit(selected)
+    u = unit_rows(selected)
     sims = u @ u.T
     return float(1.0 - (sims.sum() - np.trace(sims)) / (n * (n - 1)))
 
@@ -120,8 +121,8 @@ def greedy_coverage(features: np.ndarray, probes: dict[str, np.ndarray], weights
     caps = [c for c in probes if weights.get(c, 0.0) > 0 and len(probes[c])]
     if not caps:
         raise ColakitError("no capability with a positive weight has probes", "check --target/--weights")
-    cand = _unit(features)
-    sims = [(_unit(probes[c]) @ cand.T, weights[c] / len(probes[c])) for c in caps]  # [P_c, N] each
+    cand = unit_rows(features)
+    sims = [(unit_rows(probes[c]) @ cand.T, weights[c] / len(probes[c])) for c in caps]  # [P_c, N] each
     best = [np.full(len(probes[c]), -1.0, dtype=np.float32) for c in caps]  # current max sim per probe
     chosen: list[int] = []
     available = np.ones(len(features), dtype=bool)

@@ -233,19 +233,28 @@ def curate(config: CurateConfig, *, out: str | Path | None = None, overwrite: bo
     return calib
 
 
-def build_probes(config: CurateConfig, tokenizer, capabilities) -> dict[str, list[Candidate]]:
-    """Probe windows per capability from the calibration part of its sources (never evaluation items).
+def build_probes(config: CurateConfig, tokenizer, capabilities, *, split: str = "calibration",
+                 per_capability: int | None = None, exclude: set[str] | None = None) -> dict[str, list[Candidate]]:
+    """Probe windows per capability from ``split`` of its sources (never evaluation items).
 
-    Drawn with a seed apart from the candidates' so probes are a separate random look at each domain.
+    Drawn with a seed apart from the candidates' so probes are a separate random look at each
+    domain. ``split="heldout"``: the documents that no stage of curation reads (``colakit score``).
+    ``exclude``: document ids a probe must not come from (a pool's, for probes disjoint from it).
+    ``per_capability``: probes per capability (default ``config.probes_per_capability``).
     """
+    count = per_capability or config.probes_per_capability
     probes = {}
     for cap in capabilities:
         names = CAPABILITY_SOURCES[cap]
-        per_source = -(-config.probes_per_capability // len(names))
         probes[cap] = []
-        for name in names:
+        for k, name in enumerate(names):  # count split over the sources, the first ones take the remainder
+            per_source = count // len(names) + (k < count % len(names))
+            if not per_source:
+                continue
             source = get_source(name, seed=config.split_seed, heldout_fraction=config.heldout_fraction)
-            docs = pool_sample(source, config.seed + 7919, config.seq_len, config.packing, per_source)
+            docs = pool_sample(source, config.seed + 7919, config.seq_len, config.packing, per_source, split=split)
+            if exclude:
+                docs = (d for d in docs if d.doc_id not in exclude)
             probes[cap] += list(windows(docs, tokenizer, config.seq_len, packing=config.packing,
                                         fmt=config.format, limit=per_source))
     return probes
@@ -276,10 +285,18 @@ def pool_features(selector, pool: Sequence[Candidate], config: CurateConfig, mod
         return extract_features(pool, model, config=config.features, executor=executor, progress=progress), None, None
 
     weights = target_weights(config.target, config.weights)
-    probes = build_probes(config, model.tokenizer, [c for c, w in weights.items() if w > 0])
+    # a selector may ask for its own probe count, and for probes from documents no candidate comes from
+    exclude = pool_documents(pool) if getattr(selector, "disjoint_probes", False) else None
+    probes = build_probes(config, model.tokenizer, [c for c, w in weights.items() if w > 0],
+                          per_capability=getattr(selector, "probes_per_capability", None), exclude=exclude)
     pool_feats, probe_feats = features_with_probes(pool, probes, model, config=config.features, executor=executor,
                                                    progress=progress)
     return pool_feats, probe_feats, weights
+
+
+def pool_documents(pool: Sequence[Candidate]) -> set[str]:
+    """Every document id a window of ``pool`` reads from (a packed window spans several)."""
+    return {doc for cand in pool for doc in (cand.doc_ids or [cand.doc_id])}
 
 
 def _context_of(model: ModelHandle) -> int | None:

@@ -293,15 +293,15 @@ class SourceJob:
 
 
 def pool_sample(source, seed: int, seq_len: int, packing: str, limit: int | None,
-                tally: dict | None = None) -> DocumentSample:
-    """The calibration documents of ``source`` in the order windows are cut from (``DocumentSample``)."""
+                tally: dict | None = None, split: str = "calibration") -> DocumentSample:
+    """The documents of ``split`` of ``source`` in the order windows are cut from (``DocumentSample``)."""
     need_chars = None if limit is None else (limit * seq_len * CHARS_PER_TOKEN if packing == "pack" else 0)
     need_docs = 1 if limit is None else 2 * limit
     first = [True]
 
     def stream():
         counting, first[0] = first[0], False  # the first pass counts both parts; later passes only re-read
-        return source.documents("calibration", tally=tally if counting else None)
+        return source.documents(split, tally=tally if counting else None)
 
     return DocumentSample(stream, seed, need_chars=need_chars, need_docs=need_docs)
 

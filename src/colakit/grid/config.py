@@ -26,6 +26,7 @@ from colakit.compress.methods import METHODS, ParameterError
 from colakit.compress.packed import DEFAULT_SAVE_FORMAT, check_save_format
 from colakit.curate.features import FeatureConfig
 from colakit.curate.pipeline import CurateConfig, defaults_for
+from colakit.curate.score import PROBE_SPLITS
 from colakit.curate.select import SELECTORS
 from colakit.data.spec import split_specs
 from colakit.defaults import DEFAULT_MODEL, DEFAULT_TASKS
@@ -42,7 +43,7 @@ FEATURE_KEYS = tuple(f.name for f in dataclasses.fields(FeatureConfig) if f.name
 SWEEP_KEYS = ("n", "seq_len", "format", "packing", "pool_per_source")
 SWEEP_SCOPE = "curations"  # a sweep block's optional list of the curation labels it applies to
 EVAL_KEYS = ("tasks", "limit", "seed", "ppl_seq_len")
-SCORE_KEYS = ("target", "probes", "feature_layers")
+SCORE_KEYS = ("target", "probes", "feature_layers", "probes_from")
 
 # the type of every value, by key (a block checked by its key alone, e.g. curation, is absent)
 TOP_TYPES = {"name": str, "model": str, "seeds": int | list[int], "baseline": str | None, "device": str,
@@ -51,7 +52,7 @@ CURATE_TYPES = {**{k: t for k, t in get_type_hints(CurateConfig).items() if k in
                 "sources": str | list[str], "params": dict, "features": dict, "for_compression": bool}
 FEATURE_TYPES = {k: t for k, t in get_type_hints(FeatureConfig).items() if k in FEATURE_KEYS}
 EVAL_TYPES = {"tasks": str | list[str], "limit": int | None, "seed": int, "ppl_seq_len": int}
-SCORE_TYPES = {"target": str, "probes": int, "feature_layers": str}
+SCORE_TYPES = {"target": str, "probes": int, "feature_layers": str, "probes_from": str}
 CURATE_EXAMPLES = {f.name: f.default for f in dataclasses.fields(CurateConfig)
                    if f.default is not dataclasses.MISSING}
 
@@ -335,7 +336,10 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     if score is not None:
         score = check.keys(score or {}, SCORE_KEYS, ("score",), "score")
         check.types(score, SCORE_TYPES, ("score",), "score")
-        score = {"target": "general", "probes": 8, "feature_layers": "every:2", **score}
+        score = {"target": "general", "probes": 8, "feature_layers": "every:2", "probes_from": "heldout", **score}
+        if score["probes_from"] not in PROBE_SPLITS:
+            check.fail(("score", "probes_from"), f"probes_from {score['probes_from']!r} is not a split",
+                       f"use one of: {', '.join(PROBE_SPLITS)}")
     return GridConfig(name=str(raw.get("name", "grid")), model=str(raw.get("model", DEFAULT_MODEL)), seeds=seeds,
                       curation=curation, compression=compression, settings=settings, sweeps=sweeps, scoped=scoped,
                       evaluate=evaluate, score=score, baseline=baseline, map=bool(raw.get("map", True)),

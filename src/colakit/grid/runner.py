@@ -212,11 +212,14 @@ class GridRunner:
         if self.grid.score is None:
             return None
         path = self.paths.calib_score(calib.name)
-        if path.exists():
-            return json.loads(path.read_text())
-        self.progress("score", cell.id, 0, 1)
         sc = self.grid.score
+        if path.exists():  # kept unless it was scored on other probes (a run from before held-out probes)
+            kept = json.loads(path.read_text())
+            if kept.get("probes", {}).get("split", "calibration") == sc["probes_from"]:
+                return kept
+        self.progress("score", cell.id, 0, 1)
         result = score_set(calib, model=self.grid.model, target=sc["target"], probes_per_capability=sc["probes"],
+                           probes_from=sc["probes_from"],
                            features=FeatureConfig(layers=sc["feature_layers"], device=self.grid.device,
                                                   dtype=self.grid.dtype), tokenizer=self.tokenizer,
                            features_progress=self._counting("features", cell.id))
