@@ -370,3 +370,30 @@ def test_verdicts_say_which_set_beats_the_baseline_and_by_how_much(tmp_path):
     assert "## Against the baseline" in summary and all(v.line() in summary for v in found)
     run.meta["baseline"] = None
     assert verdicts(run) == []
+
+
+def test_fraction_of_the_best_single_source_per_task(tmp_path):
+    from colakit.report.markdown import render_markdown
+
+    keep = {  # curation -> (method, sources, retention on ppl_wiki, on ppl_code); two seeds differ by 0.02
+        "wiki": ("random", "wiki", 0.80, 0.50), "code": ("random", "code", 0.60, 0.70),
+        "mix": ("mix-uniform", "wiki,code", 0.78, 0.66), "cola": ("cola", "wiki,code", 0.70, 0.68)}
+    rows = []
+    for cur, (method, sources, wiki, code) in keep.items():
+        for seed in (0, 1):
+            for task, r in (("ppl_wiki", wiki), ("ppl_code", code)):
+                r += 0.02 * seed
+                rows.append({"cell": f"{cur}__gptq__s{seed}", "status": "ok", "curation": cur, "curation_method": method,
+                             "sources": sources, "compression": "gptq-w4", "seed": seed, "task": task,
+                             "capability": "LM", "metric": "perplexity", "metric_kind": "perplexity",
+                             "value": 20 / r, "dense_value": 20, "retention": r, "flagged": "False"})
+    run = load_run(write_rundir(tmp_path / "run", rows, {"baseline": "wiki"}))
+    (block,) = d.fraction_of_best(run)
+    assert block.best == {"ppl_wiki": ("wiki", pytest.approx(0.81)), "ppl_code": ("code", pytest.approx(0.71))}
+    assert block.fractions["mix"] == pytest.approx({"ppl_wiki": 0.79 / 0.81, "ppl_code": 0.67 / 0.71})
+    assert block.worst["cola"] == pytest.approx(0.71 / 0.81) and block.fractions["code"]["ppl_code"] == 1.0
+    summary = render_markdown(run)
+    assert "## Fraction of the best single source" in summary and f"| {block.worst['cola']:.3f} |" in summary
+    assert "Fraction of the best single source" in render_html(run)
+    one_source = load_run(write_rundir(tmp_path / "one", [r for r in rows if r["curation"] != "code"]))
+    assert d.fraction_of_best(one_source) == [] and "## Fraction" not in render_markdown(one_source)

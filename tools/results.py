@@ -10,7 +10,8 @@ is generated (markers are HTML comments: GitHub does not show them)::
 
 A results file is a run directory snapshot (``run.json`` + ``results.csv``, as ``colakit run`` wrote
 them), kept in the repository under ``results/`` by ``snapshot``. Kinds: ``headline`` (table),
-``tasks`` (retention per task), ``verdicts`` (one line per curation against the baseline, as
+``tasks`` (retention per task), ``fractions`` (each task's retention over the best single
+source's), ``verdicts`` (one line per curation against the baseline, as
 ``colakit report`` prints them), ``verdict COMPRESSION CURATION`` (that line alone), ``mean
 COMPRESSION CURATION [CAPABILITY]`` (mean retention, ± its spread), ``delta COMPRESSION CURATION``
 (mean retention minus the baseline's), ``task COMPRESSION CURATION TASK`` (one task's retention),
@@ -77,13 +78,15 @@ def _pick(items, run, compression: str, curation: str, settings: dict, what: str
 def render(root: Path, file: str, kind: str, args: list[str]) -> str:
     """The text a marker stands for; a block kind is wrapped in newlines."""
     from colakit.report import data as d
-    from colakit.report.markdown import headline_markdown, task_markdown
+    from colakit.report.markdown import fraction_markdown, headline_markdown, task_markdown
 
     run = _run(root, file)
     if kind == "headline":
         return "\n" + headline_markdown(run, d.headline_table(run))
     if kind == "tasks":
         return "\n" + task_markdown(run).rstrip("\n") + "\n"
+    if kind == "fractions":
+        return "\n" + fraction_markdown(run).rstrip("\n") + "\n"
     if kind == "verdicts":
         return "\n" + "".join(f"- {v.line()}\n" for v in d.verdicts(run))
     if kind == "made":
@@ -103,8 +106,8 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
         if entry is None:
             raise ValueError(f"no {column!r} column in {file}'s headline")
         return d.fmt_value(entry.value)
-    raise ValueError(f"unknown figure {kind!r} {' '.join(args)} (kinds: headline, tasks, verdicts, verdict, mean, "
-                     "delta, task, made; mean/delta/verdict take COMPRESSION CURATION, task also TASK)")
+    raise ValueError(f"unknown figure {kind!r} {' '.join(args)} (kinds: headline, tasks, fractions, verdicts, verdict, "
+                     "mean, delta, task, made; mean/delta/verdict take COMPRESSION CURATION, task also TASK)")
 
 
 def stale_parts(meta: dict) -> list[str]:

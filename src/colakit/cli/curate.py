@@ -225,13 +225,15 @@ def score(
 
     with _feature_progress("score", "in activation space") as bar:
         result = score_set(path, model=model, target=target, weights=parse_weights(weights),
-                           probes_per_capability=probes, probes_from=probes_from, features=FeatureConfig(layers=feature_layers, device=device,
-                                                                   device_map=device_map, max_memory=max_memory),
+                           probes_per_capability=probes, probes_from=probes_from,
+                           features=FeatureConfig(layers=feature_layers, device=device, device_map=device_map,
+                                                  max_memory=max_memory),
                            features_progress=bar)
     if as_json:
         print_json(result)
         return
-    seen = "documents no stage of curation read" if probes_from == "heldout" else "the documents curation's probes come from"
+    seen = ("documents no stage of curation read" if probes_from == "heldout"
+            else "the documents curation's probes come from")
     table = Table(title=f"{escape(path)} ({escape(target)})", show_header=False,
                   caption=f"probes: {probes} per capability from the {probes_from} part of each source ({seen})")
     for key in ("representativeness", "diversity", "proxy"):

@@ -693,6 +693,56 @@ def task_details(run: Run) -> list[TaskDetail]:
     return out
 
 
+@dataclass(frozen=True)
+class FractionOfBest:
+    """Per compression (and setting): each curation's retention on each task over the best single source's.
+
+    A single source is a curation that draws random windows from one source (``random`` over
+    ``c4``, ``math``, ...). 1.0 = as good as the best of them on that task; the issue-24 target is
+    >= 0.95 on every task at once (``worst``)."""
+
+    compression: str
+    settings: tuple[tuple[str, str], ...]
+    tasks: list[str]
+    best: dict[str, tuple[str, float]]  # task -> (the single source that kept the most, its mean retention)
+    fractions: dict[str, dict[str, float]]  # curation -> task -> fraction of that best
+    worst: dict[str, float]  # curation -> its lowest fraction over the tasks
+
+
+def single_source_curations(run: Run) -> list[str]:
+    return _unique(c.curation for c in run.ok_cells if c.curation_method == "random" and "," not in c.sources)
+
+
+def fraction_of_best(run: Run, metric_kind: str = "likelihood") -> list[FractionOfBest]:
+    """``FractionOfBest`` blocks, one per compression and setting; none with fewer than two single sources."""
+    singles = set(single_source_curations(run))
+    if len(singles) < 2:
+        return []
+    metric = {task: r.metric for (_, task), r in select_rows(run, metric_kind).items()}
+    details = [t for t in task_details(run) if metric.get(t.task) == t.metric and t.retention is not None
+               and not t.flagged]
+    out = []
+    for block in _unique((t.compression, t.settings) for t in details):
+        rows = [t for t in details if (t.compression, t.settings) == block]
+        best = {}
+        for t in rows:
+            if t.curation in singles and (t.task not in best or t.retention.mean > best[t.task][1]):
+                best[t.task] = (t.curation, t.retention.mean)
+        tasks = [task for task in _unique(t.task for t in rows) if task in best and best[task][1] > 0]
+        fractions: dict[str, dict[str, float]] = {}
+        for t in rows:
+            if t.task in tasks:
+                fractions.setdefault(t.curation, {})[t.task] = t.retention.mean / best[t.task][1]
+        worst = {cur: min(f.values()) for cur, f in fractions.items() if len(f) == len(tasks)}
+        out.append(FractionOfBest(block[0], block[1], tasks, {t: best[t] for t in tasks}, fractions, worst))
+    return out
+
+
+FRACTION_NOTE = ("each task's mean retention over that of the single source (random windows of one source) "
+                 "that kept the most on it; 1.0 = as good as the best single source, min = the lowest over the "
+                 "tasks (flagged tasks left out)")
+
+
 # --------------------------------------------------------------------------- text shared by html and markdown
 
 METRIC_DEFINITION = ("retention = compressed/dense for accuracies, dense/compressed for perplexity and bits per byte "

@@ -344,6 +344,22 @@ def _task_details(run: d.Run) -> str:
             "standard error for one seed; p adj.: the range over seeds).</p>" + "".join(out))
 
 
+def _fractions(run: d.Run, metric_kind: str) -> str:
+    blocks = d.fraction_of_best(run, metric_kind)
+    if not blocks:
+        return _note("Needs two single-source calibration sets or more (random windows of one source each).")
+    out = [_note(f"{d.FRACTION_NOTE[0].upper()}{d.FRACTION_NOTE[1:]}.")]
+    for b in blocks:
+        title = b.compression + (f", {d.settings_label(b.settings)}" if b.settings else "")
+        head = ["<th>curation</th>", *(f'<th class="num">{esc(t)}</th>' for t in b.tasks), '<th class="num">min</th>']
+        rows = ["<tr><td><i>best single source</i></td>"
+                + "".join(_num(f"{b.best[t][0]} {b.best[t][1]:.3f}") for t in b.tasks) + "<td></td></tr>"]
+        rows += [f"<tr><td>{esc(cur)}</td>" + "".join(_num(d.fmt(f.get(t))) for t in b.tasks)
+                 + _num(d.fmt(b.worst.get(cur))) + "</tr>" for cur, f in b.fractions.items()]
+        out.append(f"<h3>{esc(title)}</h3>{_table(head, rows)}")
+    return "".join(out)
+
+
 # --------------------------------------------------------------------------- page
 
 
@@ -359,6 +375,7 @@ def render_html(run: d.Run, metric_kind: str = "likelihood", cell: str | None = 
         ("charts", "Retention by curation method", _bars(run, scores, colors)),
         ("activation-map", "Activation-space map", _activation_map(run, map_cell)),
         ("sweeps", "Sweeps", _sweeps(run, scores, colors)),
+        ("fractions", "Fraction of the best single source", _fractions(run, metric_kind)),
         ("proxy", "Proxy scores vs measured retention", _proxy(run, scores)),
         ("failed", f"Failed cells ({len(run.failed_cells)})", _failed(run)),
         ("flagged", "Flagged tasks", _flagged(run)),

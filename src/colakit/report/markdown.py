@@ -71,6 +71,23 @@ def task_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
     return "\n".join(out)
 
 
+def fraction_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
+    """Fraction of the best single source per task, one table per compression (``d.fraction_of_best``)."""
+    out = []
+    for block in d.fraction_of_best(run, metric_kind):
+        title = block.compression + (f", {d.settings_label(block.settings)}" if block.settings else "")
+        out += [f"### {_escape(title)}", "",
+                "| curation | " + " | ".join(_escape(t) for t in block.tasks) + " | min |",
+                "|---|" + "---:|" * (len(block.tasks) + 1),
+                "| _best single source_ | " + " | ".join(
+                    f"{_escape(block.best[t][0])} {block.best[t][1]:.3f}" for t in block.tasks) + " | |"]
+        for cur, fractions in block.fractions.items():
+            cells = [d.fmt(fractions.get(t)) if t in fractions else "–" for t in block.tasks]
+            out.append(f"| {_escape(cur)} | " + " | ".join(cells) + f" | {d.fmt(block.worst.get(cur))} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
     d.check_metric_kind(metric_kind)
     table = d.headline_table(run, metric_kind)
@@ -93,6 +110,10 @@ def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
         out += ["## Retention per task", "",
                 f"Mean over seeds; bold: best in the column; * and † as above, per task. {d.SPREAD_NOTE}.", "",
                 per_task]
+    fractions = fraction_markdown(run, metric_kind)
+    if fractions:
+        out += ["## Fraction of the best single source", "", f"{d.FRACTION_NOTE[0].upper()}{d.FRACTION_NOTE[1:]}.",
+                "", fractions]
     correlations = d.score_correlations(run, scores)
     if correlations:
         comps = [c for c in run.compressions if any(c in corr.by_compression for corr in correlations)]
