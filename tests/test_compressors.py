@@ -109,8 +109,8 @@ def test_gptqmodel_quantizes_on_exactly_the_sets_tokens(tmp_path, monkeypatch):
     # GPTQModel 7.7 asks for 2 model-loader workers but gives a 2-core machine 1 CPU worker, and
     # refuses to start ("Virtual pool 'model_loader:cpu' requests 2 workers but parent 'cpu' only has 1")
     monkeypatch.setenv("GPTQMODEL_CPU_WORKERS", os.environ.get("GPTQMODEL_CPU_WORKERS", "2"))
-    pytest.importorskip("gptqmodel", reason="GPTQModel 7.7 needs transformers>=5.20.2, colakit <=5.17 "
-                                            "(see docs/compression.md)")
+    pytest.importorskip("gptqmodel", reason="GPTQModel is not installed: pip install gptqmodel==7.7.0 "
+                                            "(torch 2.14.1, transformers>=5.20.2; see docs/compression.md)")
     from gptqmodel import GPTQConfig, GPTQModel
 
     monkeypatch.chdir(tmp_path)  # GPTQModel writes a logs/ folder into the working directory

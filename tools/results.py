@@ -11,7 +11,7 @@ is generated (markers are HTML comments: GitHub does not show them)::
 A results file is a run directory snapshot (``run.json`` + ``results.csv``, as ``colakit run`` wrote
 them), kept in the repository under ``results/`` by ``snapshot``. Kinds: ``headline`` (table),
 ``tasks`` (retention per task), ``fractions`` (each task's retention over the best single
-source's), ``verdicts`` (one line per curation against the baseline, as
+source's), ``proxies`` (Spearman's rho of the proxy scores with mean retention), ``verdicts`` (one line per curation against the baseline, as
 ``colakit report`` prints them), ``verdict COMPRESSION CURATION`` (that line alone), ``mean
 COMPRESSION CURATION [CAPABILITY]`` (mean retention, ± its spread), ``delta COMPRESSION CURATION``
 (mean retention minus the baseline's), ``task COMPRESSION CURATION TASK`` (one task's retention),
@@ -78,13 +78,15 @@ def _pick(items, run, compression: str, curation: str, settings: dict, what: str
 def render(root: Path, file: str, kind: str, args: list[str]) -> str:
     """The text a marker stands for; a block kind is wrapped in newlines."""
     from colakit.report import data as d
-    from colakit.report.markdown import fraction_markdown, headline_markdown, task_markdown
+    from colakit.report.markdown import fraction_markdown, headline_markdown, proxy_markdown, task_markdown
 
     run = _run(root, file)
     if kind == "headline":
         return "\n" + headline_markdown(run, d.headline_table(run))
     if kind == "tasks":
         return "\n" + task_markdown(run).rstrip("\n") + "\n"
+    if kind == "proxies":
+        return "\n" + proxy_markdown(run, d.cell_scores(run))
     if kind == "fractions":
         return "\n" + fraction_markdown(run).rstrip("\n") + "\n"
     if kind == "verdicts":
@@ -106,7 +108,7 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
         if entry is None:
             raise ValueError(f"no {column!r} column in {file}'s headline")
         return d.fmt_value(entry.value)
-    raise ValueError(f"unknown figure {kind!r} {' '.join(args)} (kinds: headline, tasks, fractions, verdicts, verdict, "
+    raise ValueError(f"unknown figure {kind!r} {' '.join(args)} (kinds: headline, tasks, fractions, proxies, verdicts, verdict, "
                      "mean, delta, task, made; mean/delta/verdict take COMPRESSION CURATION, task also TASK)")
 
 

@@ -108,6 +108,18 @@ def proxy_scores(selected: np.ndarray, probes: dict[str, np.ndarray], weights: d
     return ProxyScores(representativeness=rep, diversity=diversity(selected), per_capability=per_cap)
 
 
+def weighted_capabilities(features: np.ndarray, probes: dict[str, np.ndarray], weights: dict[str, float],
+                          budget: int) -> list[str]:
+    """The capabilities a greedy selection serves (positive weight, some probes), after checking the budget."""
+    if budget > len(features):
+        raise ColakitError(f"budget {budget} is larger than the pool of {len(features)} candidates",
+                           "lower --n or add sources")
+    caps = [c for c in probes if weights.get(c, 0.0) > 0 and len(probes[c])]
+    if not caps:
+        raise ColakitError("no capability with a positive weight has probes", "check --target/--weights")
+    return caps
+
+
 def greedy_coverage(features: np.ndarray, probes: dict[str, np.ndarray], weights: dict[str, float],
                     budget: int) -> list[int]:
     """Greedy weighted facility location: ``budget`` candidate indices, most valuable first.
@@ -115,12 +127,7 @@ def greedy_coverage(features: np.ndarray, probes: dict[str, np.ndarray], weights
     Each step adds the candidate with the largest gain in sum_c w_c * coverage; ties go to the
     lower index, so the result is deterministic.
     """
-    if budget > len(features):
-        raise ColakitError(f"budget {budget} is larger than the pool of {len(features)} candidates",
-                           "lower --n or add sources")
-    caps = [c for c in probes if weights.get(c, 0.0) > 0 and len(probes[c])]
-    if not caps:
-        raise ColakitError("no capability with a positive weight has probes", "check --target/--weights")
+    caps = weighted_capabilities(features, probes, weights, budget)
     cand = unit_rows(features)
     sims = [(unit_rows(probes[c]) @ cand.T, weights[c] / len(probes[c])) for c in caps]  # [P_c, N] each
     best = [np.full(len(probes[c]), -1.0, dtype=np.float32) for c in caps]  # current max sim per probe

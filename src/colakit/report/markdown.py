@@ -88,6 +88,20 @@ def fraction_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
     return "\n".join(out)
 
 
+def proxy_markdown(run: d.Run, scores: d.CellScores) -> str:
+    """Spearman's rho of each proxy score with mean retention, over all cells and per compression."""
+    correlations = d.score_correlations(run, scores)
+    if not correlations:
+        return ""
+    comps = [c for c in run.compressions if any(c in corr.by_compression for corr in correlations)]
+    out = ["| score | all cells | " + " | ".join(map(_escape, comps)) + " |", "|---|" + "---:|" * (1 + len(comps))]
+    for c in correlations:
+        cells = [_rho(c.rho, c.p_value, len(c.points)),
+                 *(_rho(*c.by_compression[k]) if k in c.by_compression else "" for k in comps)]
+        out.append(f"| {c.score} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
     d.check_metric_kind(metric_kind)
     table = d.headline_table(run, metric_kind)
@@ -114,16 +128,9 @@ def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
     if fractions:
         out += ["## Fraction of the best single source", "", f"{d.FRACTION_NOTE[0].upper()}{d.FRACTION_NOTE[1:]}.",
                 "", fractions]
-    correlations = d.score_correlations(run, scores)
-    if correlations:
-        comps = [c for c in run.compressions if any(c in corr.by_compression for corr in correlations)]
-        out += ["## Proxy scores vs mean retention (Spearman ρ, p)", "",
-                "| score | all cells | " + " | ".join(map(_escape, comps)) + " |", "|---|" + "---:|" * (1 + len(comps))]
-        for c in correlations:
-            cells = [_rho(c.rho, c.p_value, len(c.points)),
-                     *(_rho(*c.by_compression[k]) if k in c.by_compression else "" for k in comps)]
-            out.append(f"| {c.score} | " + " | ".join(cells) + " |")
-        out.append("")
+    proxies = proxy_markdown(run, scores)
+    if proxies:
+        out += ["## Proxy scores vs mean retention (Spearman ρ, p)", "", proxies]
     if run.failed_cells:
         out += ["## Failed cells", ""]
         out += [f"- `{c.cell}`: {c.error or '(no message)'}".replace("\n", " ") for c in run.failed_cells]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from colakit.curate.coverage import proxy_scores, source_shares, unit_rows
+from colakit.curate.coverage import proxy_scores, source_shares, unit_rows, weighted_capabilities
 from colakit.curate.select.base import register
 from colakit.curate.select.cola import ColaSelector
 from colakit.errors import ColakitError
@@ -36,12 +36,7 @@ from colakit.errors import ColakitError
 def maxmin_coverage(features: np.ndarray, probes: dict[str, np.ndarray], weights: dict[str, float],
                     budget: int) -> tuple[list[int], dict[str, float]]:
     """Water-filling greedy for max-min normalised coverage: (picks in order, final r_c per capability)."""
-    if budget > len(features):
-        raise ColakitError(f"budget {budget} is larger than the pool of {len(features)} candidates",
-                           "lower --n or add sources")
-    caps = [c for c in probes if weights.get(c, 0.0) > 0 and len(probes[c])]
-    if not caps:
-        raise ColakitError("no capability with a positive weight has probes", "check --target/--weights")
+    caps = weighted_capabilities(features, probes, weights, budget)
     cand = unit_rows(features)
     sims = {c: np.clip(unit_rows(probes[c]) @ cand.T, 0.0, None) for c in caps}  # [P_c, N]
     full = {c: float(s.max(axis=1).mean()) for c, s in sims.items()}
