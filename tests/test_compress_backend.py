@@ -33,6 +33,21 @@ def test_awq_on_cpu_points_to_the_builtin_backend():
         build_recipe(CompressionConfig("awq", group_size=64))
 
 
+def test_awq_recipe_is_the_transform_then_the_quantization_modifier(monkeypatch):
+    """llm-compressor 0.14's AWQ: the scale search (modifiers.transform.awq), then QuantizationModifier
+    with colakit's grid; the old llmcompressor.modifiers.awq import is a deprecated shim."""
+    import torch
+
+    from colakit.compress.methods import get_method
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    steps = get_method("awq")(group_size=64).llmcompressor_recipe()
+    assert [(s.module, s.name) for s in steps] == [("llmcompressor.modifiers.transform.awq", "AWQModifier"),
+                                                   ("llmcompressor.modifiers.quantization", "QuantizationModifier")]
+    weights = steps[1].kwargs["config_groups"]["group_0"]["weights"]
+    assert (weights["num_bits"], weights["group_size"], weights["symmetric"]) == (4, 64, False)
+
+
 def test_attention_value_hessians_are_refused_naming_the_builtin_packed_output():
     for method in ("gptq", "sparsegpt"):
         with pytest.raises(ColakitError, match="tokens") as err:

@@ -116,3 +116,25 @@ def test_singular_hessian_escalates_damping_and_stays_finite(cls):
     assert torch.isfinite(out).all()
     assert info["damp"] > 0.01
     assert any(issubclass(c.category, NumericalWarning) for c in caught)
+
+
+@pytest.mark.parametrize("indefinite", [False, True])
+def test_large_hessians_are_factorised_in_place_with_the_same_numbers(monkeypatch, indefinite):
+    """Above SPILL_BYTES the Hessian's own memory is the workspace (its values wait in a temporary
+    file): the factor, the ridge and the Hessian afterwards are those of the in-memory path."""
+    from colakit.compress import hessian
+
+    h = hessian_solver(GPTQSolver, correlated_inputs()).hessian
+    if indefinite:  # forces the ridge to grow: each retry restores the Hessian from the file first
+        h[3, 3] = -50.0 * float(torch.diag(h).mean())
+    before = h.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumericalWarning)
+        in_memory, rel = hessian.inverse_cholesky(h, 0.01)
+        monkeypatch.setattr(hessian, "SPILL_BYTES", 0)
+        spilled, rel_spilled = hessian.inverse_cholesky(h, 0.01)
+    assert torch.equal(h, before)
+    assert torch.equal(in_memory, spilled) and rel == rel_spilled
+    assert (rel > 0.01) == indefinite
+    assert torch.allclose(spilled.t() @ spilled @ (h + rel * torch.diag(h).mean() * torch.eye(h.shape[0])),
+                          torch.eye(h.shape[0]), atol=1e-3)

@@ -225,6 +225,7 @@ def _compress_linears(block, index, linears, batches, method) -> tuple[dict, lis
             stats[name] = stats[owner]
         if values is not None and probed():
             stats[values[0]] = values[2]
+        del values  # only stats holds the value Hessians now: they are freed once the value projection is solved
     errors = {}
     for name, lin in linears.items():
         what = f"block {index} {name}"

@@ -10,6 +10,7 @@ or degenerate calibration sets), the ridge grows tenfold at a time, with a warni
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import warnings
 
 import torch
@@ -80,27 +81,31 @@ def prepare(w: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 def inverse_cholesky(h: torch.Tensor, damp: float, what: str = "layer") -> tuple[torch.Tensor, float]:
-    """Upper Cholesky factor of ``(H + ridge I)^-1`` and the relative ridge finally used."""
+    """Upper Cholesky factor of ``(H + ridge I)^-1`` and the relative ridge finally used; ``h`` is left as it was.
+
+    Memory beside ``h``: two [in, in] matrices, or one when ``h`` has at least ``SPILL_BYTES``
+    (an 8B model's down_proj: 784 MiB in float32). Then ``h`` itself is the workspace while its
+    values wait in a temporary file (on a GPU: in host memory), and they are read back afterwards.
+    Both paths compute the same numbers.
+    """
     mean_diag = torch.diag(h).mean()
     if not torch.isfinite(mean_diag):
         raise ColakitError(f"the calibration activations of {what} are not finite (NaN/Inf)",
                            "check the model dtype (use float32 on CPU) and the calibration set")
-    for attempt in range(MAX_ESCALATIONS + 1):
-        rel = damp * 10**attempt
-        damped = h.clone()
-        damped.diagonal().add_(rel * mean_diag)
-        low, info = torch.linalg.cholesky_ex(damped)
-        del damped  # each [in, in] temporary is freed as soon as the next exists: at most three live at once
-        if info == 0:
-            # (L^-1)^T L^-1 = H^-1; a triangular solve is ~40x faster than cholesky_inverse on CPU here
-            low_inv = torch.linalg.solve_triangular(low, torch.eye(h.shape[0], dtype=h.dtype, device=h.device),
-                                                    upper=False)
-            del low
-            inverse = low_inv.t() @ low_inv
-            del low_inv
-            upper, info = torch.linalg.cholesky_ex(inverse, upper=True)
-            del inverse
-            if info == 0 and torch.isfinite(upper).all():
+    spill = h.is_contiguous() and h.numel() * h.element_size() >= SPILL_BYTES
+    with (_Spilled(h) if spill else contextlib.nullcontext()) as saved:
+        for attempt in range(MAX_ESCALATIONS + 1):
+            rel = damp * 10**attempt
+            if saved is None:
+                upper = _factor(h.clone(), float(rel * mean_diag))
+            else:
+                if attempt:
+                    saved.restore()
+                upper = _factor(h, float(rel * mean_diag))
+                if upper is not None:
+                    upper = upper.clone()  # the factor leaves h's memory, which gets h back
+                saved.restore()
+            if upper is not None:
                 if attempt:
                     warnings.warn(f"{what}: Hessian not positive definite with damp={damp}; "
                                   f"used damp={rel:g} (too little or degenerate calibration data?)",
@@ -108,6 +113,62 @@ def inverse_cholesky(h: torch.Tensor, damp: float, what: str = "layer") -> tuple
                 return upper, rel
     raise ColakitError(f"the Hessian of {what} stays singular even with damp={rel:g}",
                        "use more (and more varied) calibration samples")
+
+
+# Hessians this large are factorised in their own memory (their values kept in a temporary file meanwhile)
+SPILL_BYTES = 256 * 2**20
+
+
+def _factor(work: torch.Tensor, ridge: float) -> torch.Tensor | None:
+    """``U`` with ``U^T U = (work + ridge I)^-1``, computed in ``work``'s memory plus one [in, in] buffer
+    (``work`` is overwritten); None when the damped matrix is not positive definite."""
+    info = torch.empty((), dtype=torch.int32, device=work.device)
+    low = work.t()  # symmetric: its transpose is the same matrix in the column-major layout LAPACK works in
+    low.diagonal().add_(ridge)
+    torch.linalg.cholesky_ex(low, out=(low, info))
+    if info != 0:
+        return None
+    # (L^-1)^T L^-1 = H^-1; a triangular solve is ~40x faster than cholesky_inverse on CPU here
+    low_inv = torch.eye(work.shape[0], dtype=work.dtype, device=work.device).t()
+    torch.linalg.solve_triangular(low, low_inv, upper=False, out=low_inv)
+    torch.matmul(low_inv.t(), low_inv, out=work)
+    del low_inv
+    torch.linalg.cholesky_ex(work, upper=True, out=(work, info))
+    return work if info == 0 and torch.isfinite(work).all() else None
+
+
+class _Spilled:
+    """A matrix's values saved outside it (a temporary file; host memory for a GPU tensor), to put back with ``restore``."""
+
+    def __init__(self, h: torch.Tensor):
+        self.h = h
+
+    def __enter__(self) -> _Spilled:
+        if self.h.device.type == "cpu":
+            self.file = tempfile.TemporaryFile()
+            self.file.write(_bytes(self.h))
+            self.copy = None
+        else:
+            self.file, self.copy = None, self.h.to("cpu", copy=True)
+        return self
+
+    def restore(self) -> None:
+        if self.copy is not None:
+            self.h.copy_(self.copy)
+            return
+        self.file.seek(0)
+        if self.file.readinto(_bytes(self.h)) != self.h.numel() * self.h.element_size():
+            raise ColakitError("a Hessian saved to a temporary file came back short",
+                               "check the free space of the temporary directory (TMPDIR)")
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.copy = None
+
+
+def _bytes(t: torch.Tensor) -> memoryview:
+    return memoryview(t.numpy()).cast("B")
 
 
 def error_terms(w: torch.Tensor, w_new: torch.Tensor, h: torch.Tensor) -> tuple[float, float]:
