@@ -125,7 +125,7 @@ def test_large_hessians_are_factorised_in_place_with_the_same_numbers(monkeypatc
     from colakit.compress import hessian
 
     h = hessian_solver(GPTQSolver, correlated_inputs()).hessian
-    if indefinite:  # forces the ridge to grow: each retry restores the Hessian from the file first
+    if indefinite:  # forces the ridge to grow: each failed attempt restores the Hessian from the file
         h[3, 3] = -50.0 * float(torch.diag(h).mean())
     before = h.clone()
     with warnings.catch_warnings():

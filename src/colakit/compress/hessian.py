@@ -99,12 +99,10 @@ def inverse_cholesky(h: torch.Tensor, damp: float, what: str = "layer") -> tuple
             if saved is None:
                 upper = _factor(h.clone(), float(rel * mean_diag))
             else:
-                if attempt:
-                    saved.restore()
                 upper = _factor(h, float(rel * mean_diag))
                 if upper is not None:
                     upper = upper.clone()  # the factor leaves h's memory, which gets h back
-                saved.restore()
+                saved.restore()  # every attempt ends with h as it was: a retry starts from it
             if upper is not None:
                 if attempt:
                     warnings.warn(f"{what}: Hessian not positive definite with damp={damp}; "

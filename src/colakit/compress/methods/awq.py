@@ -31,7 +31,7 @@ from torch import nn
 
 from colakit.compress import runtime
 from colakit.compress.methods.base import RecipeStep, register_method
-from colakit.compress.methods.params import LLMCOMPRESSOR_QUANTIZATION, Quantization, require_positive
+from colakit.compress.methods.params import Quantization, require_positive
 from colakit.compress.quantizer import find_params, quantize, quantize_groups, quantize_groups_with_grid
 from colakit.errors import ColakitError
 from colakit.model.layers import block_linears, block_spec, in_features, set_weight_matrix, weight_matrix
@@ -303,6 +303,4 @@ class AWQ(Quantization):
                                "and writes the same packed checkpoint")
         # llm-compressor 0.14: AWQ is a transform (the scale search) followed by the quantization modifier;
         # llmcompressor.modifiers.awq is a deprecated shim that builds the same pair
-        return [RecipeStep("llmcompressor.modifiers.transform.awq", "AWQModifier", {}),
-                RecipeStep(LLMCOMPRESSOR_QUANTIZATION, "QuantizationModifier",
-                           {"config_groups": self.compressed_tensors_groups()})]
+        return [RecipeStep("llmcompressor.modifiers.transform.awq", "AWQModifier", {}), self.llmcompressor_quantization()]

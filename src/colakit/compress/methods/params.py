@@ -165,13 +165,15 @@ class Quantization(Method):
         return {"group_0": {"targets": ["Linear"], "weights": compressed_tensors_weights(self.bits, self.group_size,
                                                                                           self.sym)}}
 
+    def llmcompressor_quantization(self) -> RecipeStep:
+        """llm-compressor's QuantizationModifier with this grid (round to nearest on it)."""
+        return RecipeStep(LLMCOMPRESSOR_QUANTIZATION, "QuantizationModifier",
+                          {"config_groups": self.compressed_tensors_groups()})
+
     def llmcompressor_rounding(self) -> list[RecipeStep]:
         """After a pruning modifier: round the kept weights to nearest (min/max grids contain 0, so the
         sparsity survives). Not llm-compressor's GPTQ: its error corrections refill pruned weights."""
-        if not self.quantizes:
-            return []
-        return [RecipeStep(LLMCOMPRESSOR_QUANTIZATION, "QuantizationModifier",
-                           {"config_groups": self.compressed_tensors_groups()})]
+        return [self.llmcompressor_quantization()] if self.quantizes else []
 
 
 @dataclass
