@@ -148,6 +148,17 @@ def test_a_method_registered_from_outside_runs_through_the_engine(l1_method):
         compress(model, None, None, CompressionConfig("test-l1"))
 
 
+def test_a_solve_that_changes_its_input_in_place_is_refused_naming_the_method(l1_method, monkeypatch):
+    """The engine hands solve the parameter itself (no copy), so a solve must leave it as it was."""
+    def in_place(self, stats, w, what):
+        return w.mul_(0.5), {}
+
+    monkeypatch.setattr(L1Prune, "solve", in_place)
+    ids, mask = calibration()
+    with pytest.raises(ColakitError, match="test-l1's solve changed the weight of block 0 .* in place"):
+        compress(tiny_model("qwen2"), ids, mask, CompressionConfig("test-l1"))
+
+
 def test_a_registered_method_is_a_grid_method_with_its_own_keys(l1_method, tmp_path):
     path = tmp_path / "grid.yaml"
     path.write_text("curation:\n  c4: {method: random, sources: [c4]}\n"

@@ -138,3 +138,21 @@ def test_large_hessians_are_factorised_in_place_with_the_same_numbers(monkeypatc
     assert (rel > 0.01) == indefinite
     assert torch.allclose(spilled.t() @ spilled @ (h + rel * torch.diag(h).mean() * torch.eye(h.shape[0])),
                           torch.eye(h.shape[0]), atol=1e-3)
+
+
+@pytest.mark.parametrize("cls, kw", [(GPTQSolver, dict(bits=4, group_size=32, sym=False)),
+                                     (GPTQSolver, dict(bits=4, group_size=32, sym=True, act_order=True)),
+                                     (SparseGPTSolver, dict(sparsity=0.5, nm=(2, 4), bits=4, group_size=32))])
+def test_a_solve_whose_factor_takes_the_hessians_memory_gives_the_same_weights_and_hessian(monkeypatch, cls, kw):
+    """With a spilled Hessian the factor lives in its memory during the solve (hessian.factored): the
+    weights are those of the in-memory path, and the Hessian is back, bit for bit, for the error afterwards."""
+    from colakit.compress import hessian
+
+    solver = hessian_solver(cls, correlated_inputs())
+    before = solver.hessian.clone()
+    in_memory, _ = solver.solve(weight(), **kw)
+    monkeypatch.setattr(hessian, "SPILL_BYTES", 0)
+    w = weight()
+    spilled, _ = solver.solve(w, **kw)
+    assert torch.equal(in_memory, spilled)
+    assert torch.equal(solver.hessian, before) and torch.equal(w, weight())  # the input is left as it was

@@ -67,6 +67,36 @@ def test_streamed_compression_writes_the_weights_of_the_loaded_run_bit_for_bit(f
     assert reports[True]["peak_memory"]["host_rss_peak_mib"] > 0
 
 
+def test_the_input_capture_reads_only_the_embedding_rows_of_the_calibration_ids(family, tmp_path):
+    from colakit.compress.engine import Residency
+    from colakit.compress.streamed import StreamedWeights
+    from colakit.model.checkpoint import Checkpoint
+    from colakit.model.streamed import move_buffers, skeleton
+
+    path, _ = model_dir(tmp_path, family)
+    ids = tokens(seed=1)
+    loaded = load_model(str(path), device="cpu").get_input_embeddings()
+    whole = loaded.weight
+    model = skeleton(path, torch.float32)
+    move_buffers(model, "cpu")
+    checkpoint = Checkpoint(path, model.base_model_prefix)
+    rows = torch.unique(ids)
+    name = next(n for n in checkpoint.where if n.endswith(("wte.weight", "embed_tokens.weight")))
+    stored = checkpoint.read(name)
+    assert torch.equal(checkpoint.read_rows(name, rows, slab=7), stored[rows])  # slabs smaller than the table
+    table = model.get_input_embeddings()
+    table.padding_idx = 250  # past the rows read (Qwen's pad id is 151643): F.embedding would refuse it
+    meta = table.weight
+    weights = StreamedWeights(model, checkpoint, torch.device("cpu"), torch.float32, writer=None, pack_config=None)
+    with weights.inputs(ids) as renumbered:
+        assert table.weight.shape == (len(rows), whole.shape[1])  # the rows used, not the table
+        assert torch.equal(table(renumbered), loaded(ids))  # each token finds its own row (scaled, for Gemma)
+    assert table.weight is meta and table.weight.is_meta  # the skeleton (and a tied head) as before
+    assert table.padding_idx == 250
+    with Residency().inputs(ids) as same:
+        assert same is ids
+
+
 @pytest.mark.integration
 def test_streamed_gptq_of_the_default_model_matches_the_loaded_run(tmp_path, default_calib):
     """The default model (30 blocks, tied embeddings), GPTQ w4 g64 packed: the same weights either way."""

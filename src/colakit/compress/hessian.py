@@ -81,34 +81,51 @@ def prepare(w: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 def inverse_cholesky(h: torch.Tensor, damp: float, what: str = "layer") -> tuple[torch.Tensor, float]:
-    """Upper Cholesky factor of ``(H + ridge I)^-1`` and the relative ridge finally used; ``h`` is left as it was.
+    """Upper Cholesky factor of ``(H + ridge I)^-1`` and the relative ridge finally used, as a tensor
+    of its own; ``h`` is left as it was. ``factored`` is the same for a solver that holds it only
+    while it runs (without the copy)."""
+    with factored(h, damp, what) as (upper, rel):
+        return (upper.clone() if upper.data_ptr() == h.data_ptr() else upper), rel
 
-    Memory beside ``h``: two [in, in] matrices, or one when ``h`` has at least ``SPILL_BYTES``
-    (an 8B model's down_proj: 784 MiB in float32). Then ``h`` itself is the workspace while its
-    values wait in a temporary file (on a GPU: in host memory), and they are read back afterwards.
-    Both paths compute the same numbers.
+
+@contextlib.contextmanager
+def factored(h: torch.Tensor, damp: float, what: str = "layer"):
+    """``(U, ridge)`` as ``inverse_cholesky`` computes them, usable inside; ``h`` is as it was on exit.
+
+    Memory beside ``h``: two [in, in] matrices while factorising, one while ``U`` is in use; or,
+    when ``h`` has at least ``SPILL_BYTES`` (an 8B model's down_proj: 784 MiB in float32), one
+    while factorising and none afterwards: ``h``'s own memory is the workspace and then holds
+    ``U``, while its values wait in a temporary file (on a GPU: in host memory) until the exit
+    reads them back. Both paths compute the same numbers.
     """
     mean_diag = torch.diag(h).mean()
     if not torch.isfinite(mean_diag):
         raise ColakitError(f"the calibration activations of {what} are not finite (NaN/Inf)",
                            "check the model dtype (use float32 on CPU) and the calibration set")
-    spill = h.is_contiguous() and h.numel() * h.element_size() >= SPILL_BYTES
-    with (_Spilled(h) if spill else contextlib.nullcontext()) as saved:
-        for attempt in range(MAX_ESCALATIONS + 1):
-            rel = damp * 10**attempt
-            if saved is None:
-                upper = _factor(h.clone(), float(rel * mean_diag))
-            else:
-                upper = _factor(h, float(rel * mean_diag))
-                if upper is not None:
-                    upper = upper.clone()  # the factor leaves h's memory, which gets h back
-                saved.restore()  # every attempt ends with h as it was: a retry starts from it
-            if upper is not None:
-                if attempt:
-                    warnings.warn(f"{what}: Hessian not positive definite with damp={damp}; "
-                                  f"used damp={rel:g} (too little or degenerate calibration data?)",
-                                  NumericalWarning, stacklevel=2)
-                return upper, rel
+    if not (h.is_contiguous() and h.numel() * h.element_size() >= SPILL_BYTES):
+        yield _escalate(lambda ridge: _factor(h.clone(), ridge), None, damp, mean_diag, what)
+        return
+    with _Spilled(h) as saved:
+        try:
+            yield _escalate(lambda ridge: _factor(h, ridge), saved, damp, mean_diag, what)
+        finally:
+            saved.restore()
+
+
+def _escalate(factor, saved: _Spilled | None, damp: float, mean_diag: torch.Tensor, what: str):
+    """``factor(ridge)`` with the ridge grown tenfold until it succeeds: (U, relative ridge); each
+    failed attempt on a spilled Hessian gets its values back before the next."""
+    for attempt in range(MAX_ESCALATIONS + 1):
+        rel = damp * 10**attempt
+        upper = factor(float(rel * mean_diag))
+        if upper is not None:
+            if attempt:
+                warnings.warn(f"{what}: Hessian not positive definite with damp={damp}; "
+                              f"used damp={rel:g} (too little or degenerate calibration data?)",
+                              NumericalWarning, stacklevel=4)
+            return upper, rel
+        if saved is not None:
+            saved.restore()  # a retry starts from the Hessian as it was
     raise ColakitError(f"the Hessian of {what} stays singular even with damp={rel:g}",
                        "use more (and more varied) calibration samples")
 
@@ -132,7 +149,13 @@ def _factor(work: torch.Tensor, ridge: float) -> torch.Tensor | None:
     torch.matmul(low_inv.t(), low_inv, out=work)
     del low_inv
     torch.linalg.cholesky_ex(work, upper=True, out=(work, info))
-    return work if info == 0 and torch.isfinite(work).all() else None
+    return work if info == 0 and _all_finite(work) else None
+
+
+def _all_finite(t: torch.Tensor, rows: int = 1024) -> bool:
+    """``torch.isfinite(t).all()`` a slab of rows at a time: isfinite on the whole matrix allocates
+    its absolute value (another [in, in] float32, 784 MiB for an 8B model's down_proj) and two masks."""
+    return all(bool(torch.isfinite(t[i:i + rows]).all()) for i in range(0, t.shape[0], rows))
 
 
 class _Spilled:

@@ -1,7 +1,8 @@
 """Compressing a model that never sits in memory whole: from its files, block by block, to new files.
 
 The model is a meta-device skeleton (``colakit.model.streamed``). The engine's input capture runs
-with only the input modules read (the embeddings); then each decoder block is read from the
+with only the input modules read, and of the token embedding only the rows of the calibration
+ids; then each decoder block is read from the
 safetensors files when its turn comes, compressed, written to its own shard of the output (packed
 or dense) and freed. The tensors outside the blocks (embeddings, final norm, an untied LM head)
 are copied one at a time; none of them is ever run. Peak memory is one block's weights, its
@@ -27,7 +28,7 @@ from colakit.compress.quantizer import Grid
 from colakit.errors import ColakitError
 from colakit.model.checkpoint import INDEX_FILE, Checkpoint
 from colakit.model.layers import find_decoder
-from colakit.model.streamed import expected_tensors, input_modules, module_names, offload, onload
+from colakit.model.streamed import expected_tensors, input_modules, module_names, offload, onload, onload_rows
 
 
 class ShardWriter:
@@ -67,15 +68,24 @@ class StreamedWeights(Residency):
         return self._device
 
     @contextlib.contextmanager
-    def inputs(self):
+    def inputs(self, input_ids: torch.Tensor):
         modules = input_modules(self.model)
+        table = self.model.get_input_embeddings()
+        restore = None
         try:
+            if isinstance(table, nn.Embedding) and any(m is table for m in modules):
+                # of the token embedding, only the rows of the calibration ids (renumbered to match)
+                rows, input_ids = torch.unique(input_ids, sorted=True, return_inverse=True)
+                modules = [m for m in modules if m is not table]
+                restore = onload_rows(self.model, table, self.checkpoint, self._device, self.dtype, rows)
             for module in modules:
                 onload(self.model, module, self.checkpoint, self._device, self.dtype)
-            yield
+            yield input_ids
         finally:
             for module in modules:
                 offload(module)
+            if restore is not None:
+                restore()
 
     @contextlib.contextmanager
     def block(self, index: int, block: nn.Module):

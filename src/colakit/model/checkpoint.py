@@ -110,6 +110,26 @@ class Checkpoint:
             raise ColakitError(f"cannot read tensor {stored!r} from {file} ({err})",
                                "the file is damaged: download or save the model again") from err
 
+    def read_rows(self, name: str, rows: torch.Tensor, slab: int = 8192) -> torch.Tensor:
+        """Rows ``rows`` (sorted, unique) of tensor ``name``, as stored: the tensor is read ``slab``
+        rows at a time, so an 8B model's embedding (1 GiB in bfloat16) never sits in memory whole."""
+        stored = self.name_of(name)
+        if stored is None:
+            self.require([name])
+        file = self.where[stored]
+        parts = []
+        try:
+            with safe_open(str(file), "pt") as f:
+                table = f.get_slice(stored)
+                for start in range(0, table.get_shape()[0], slab):
+                    inside = rows[(rows >= start) & (rows < start + slab)]
+                    if len(inside):
+                        parts.append(table[start:start + slab][inside - start])
+        except SafetensorError as err:
+            raise ColakitError(f"cannot read tensor {stored!r} from {file} ({err})",
+                               "the file is damaged: download or save the model again") from err
+        return torch.cat(parts)
+
     def count(self, names) -> int:
         """Elements in the tensors ``names`` (those the checkpoint holds)."""
         return sum(self.numel[stored] for n in names if (stored := self.name_of(n)) is not None)

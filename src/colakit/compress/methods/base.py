@@ -97,8 +97,9 @@ class Method:
         return None
 
     def solve(self, stats, w: torch.Tensor, what: str) -> tuple[torch.Tensor, dict]:
-        """The compressed weight for the float32 copy ``w`` of one linear's weight, and facts for the report
-        (with ``"grid"`` when it quantizes)."""
+        """The compressed weight for one linear's weight ``w`` (float32, ``[out, in]``), and facts for the
+        report (with ``"grid"`` when it quantizes). ``w`` is read only (it may be the parameter itself):
+        return a new tensor; the engine refuses a solve that changed ``w`` in place."""
         raise NotImplementedError(f"{self.name} overrides neither solve nor compress_block")
 
     def compress_block(self, block: nn.Module, index: int, batches: list | None,

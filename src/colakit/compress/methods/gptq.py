@@ -36,27 +36,29 @@ class GPTQSolver(hessian.HessianStats):
         if act_order:  # (without it the permutation is the identity: no copies of w and h)
             w, h = w[:, perm], h[perm][:, perm]
         inv_perm = torch.argsort(perm)
-        hinv, used_damp = hessian.inverse_cholesky(h, damp, what)
-        del h
-        groups = GroupParams(cols, group_size, bits, sym)
-        q_all = torch.zeros_like(w)
-        for i1 in range(0, cols, block_size):
-            i2 = min(i1 + block_size, cols)
-            w1 = w[:, i1:i2].clone()
-            err1 = torch.zeros_like(w1)
-            hinv1 = hinv[i1:i2, i1:i2]
-            for i in range(i2 - i1):
-                g = groups.group_of(int(perm[i1 + i]))
-                members = inv_perm[g * groups.gs:(g + 1) * groups.gs]
-                scale, zero = groups.get(g, lambda: current_columns(w, w1, i1, i2, members))
-                col = w1[:, i]
-                q = quantize(col.unsqueeze(1), scale, zero, bits).squeeze(1)
-                q_all[:, i1 + i] = q
-                e = (col - q) / hinv1[i, i]
-                w1[:, i:] -= e.unsqueeze(1) @ hinv1[i, i:].unsqueeze(0)
-                err1[:, i] = e
-            w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-        return (q_all[:, inv_perm] if act_order else q_all), {"damp": used_damp, "grid": groups.grid()}
+        # the factor may occupy the Hessian's memory until the exit gives the Hessian back (hessian.factored)
+        with hessian.factored(h, damp, what) as (hinv, used_damp):
+            groups = GroupParams(cols, group_size, bits, sym)
+            for i1 in range(0, cols, block_size):
+                i2 = min(i1 + block_size, cols)
+                w1 = w[:, i1:i2].clone()
+                err1, q1 = torch.zeros_like(w1), torch.empty_like(w1)
+                hinv1 = hinv[i1:i2, i1:i2]
+                for i in range(i2 - i1):
+                    g = groups.group_of(int(perm[i1 + i]))
+                    members = inv_perm[g * groups.gs:(g + 1) * groups.gs]
+                    scale, zero = groups.get(g, lambda: current_columns(w, w1, i1, i2, members))
+                    col = w1[:, i]
+                    q = quantize(col.unsqueeze(1), scale, zero, bits).squeeze(1)
+                    q1[:, i] = q
+                    e = (col - q) / hinv1[i, i]
+                    w1[:, i:] -= e.unsqueeze(1) @ hinv1[i, i:].unsqueeze(0)
+                    err1[:, i] = e
+                w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+                # w is this solve's copy, and its columns before i2 are never read again (a group's
+                # scale is set at its first column): the quantized ones go there
+                w[:, i1:i2] = q1
+            return (w[:, inv_perm] if act_order else w), {"damp": used_damp, "grid": groups.grid()}
 
 
 @register_method

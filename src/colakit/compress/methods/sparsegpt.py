@@ -42,39 +42,39 @@ class SparseGPTSolver(hessian.HessianStats):
               what: str = "layer") -> tuple[torch.Tensor, dict]:
         w, h = hessian.prepare(w.float(), self.hessian)
         rows, cols = w.shape
-        hinv, used_damp = hessian.inverse_cholesky(h, damp, what)
-        del h
-        if nm:
-            block_size = max(nm[1], block_size - block_size % nm[1])  # N:M groups must not straddle blocks
-        groups = GroupParams(cols, group_size, bits, sym) if bits else None
-        out = torch.zeros_like(w)
-        for i1 in range(0, cols, block_size):
-            i2 = min(i1 + block_size, cols)
-            w1 = w[:, i1:i2].clone()
-            err1 = torch.zeros_like(w1)
-            hinv1 = hinv[i1:i2, i1:i2]
-            saliency = w1**2 / torch.diag(hinv1).unsqueeze(0) ** 2
-            mask1 = (torch.zeros_like(w1, dtype=torch.bool) if nm
-                     else smallest_mask(saliency, round(rows * i2 * sparsity) - round(rows * i1 * sparsity)))
-            for i in range(i2 - i1):
-                if nm and i % nm[1] == 0:
-                    s = w1[:, i:i + nm[1]] ** 2 / torch.diag(hinv1)[i:i + nm[1]].unsqueeze(0) ** 2
-                    drop = torch.topk(s, nm[1] - nm[0], dim=1, largest=False).indices
-                    mask1.scatter_(1, i + drop, True)
-                col = w1[:, i]
-                q = torch.where(mask1[:, i], torch.zeros_like(col), col)
-                if groups:
-                    g = groups.group_of(i1 + i)
-                    members = torch.arange(g * groups.gs, min((g + 1) * groups.gs, cols), device=w.device)
-                    scale, zero = groups.get(g, lambda: _masked(current_columns(w, w1, i1, i2, members),
-                                                                members, mask1, i1, i2))
-                    q = quantize(q.unsqueeze(1), scale, zero, bits).squeeze(1)
-                out[:, i1 + i] = q
-                e = (col - q) / hinv1[i, i]
-                w1[:, i:] -= e.unsqueeze(1) @ hinv1[i, i:].unsqueeze(0)
-                err1[:, i] = e
-            w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-        return out, {"damp": used_damp, **({"grid": groups.grid()} if groups else {})}
+        # the factor may occupy the Hessian's memory until the exit gives the Hessian back (hessian.factored)
+        with hessian.factored(h, damp, what) as (hinv, used_damp):
+            if nm:
+                block_size = max(nm[1], block_size - block_size % nm[1])  # N:M groups must not straddle blocks
+            groups = GroupParams(cols, group_size, bits, sym) if bits else None
+            for i1 in range(0, cols, block_size):
+                i2 = min(i1 + block_size, cols)
+                w1 = w[:, i1:i2].clone()
+                err1, q1 = torch.zeros_like(w1), torch.empty_like(w1)
+                hinv1 = hinv[i1:i2, i1:i2]
+                saliency = w1**2 / torch.diag(hinv1).unsqueeze(0) ** 2
+                mask1 = (torch.zeros_like(w1, dtype=torch.bool) if nm
+                         else smallest_mask(saliency, round(rows * i2 * sparsity) - round(rows * i1 * sparsity)))
+                for i in range(i2 - i1):
+                    if nm and i % nm[1] == 0:
+                        s = w1[:, i:i + nm[1]] ** 2 / torch.diag(hinv1)[i:i + nm[1]].unsqueeze(0) ** 2
+                        drop = torch.topk(s, nm[1] - nm[0], dim=1, largest=False).indices
+                        mask1.scatter_(1, i + drop, True)
+                    col = w1[:, i]
+                    q = torch.where(mask1[:, i], torch.zeros_like(col), col)
+                    if groups:
+                        g = groups.group_of(i1 + i)
+                        members = torch.arange(g * groups.gs, min((g + 1) * groups.gs, cols), device=w.device)
+                        scale, zero = groups.get(g, lambda: _masked(current_columns(w, w1, i1, i2, members),
+                                                                    members, mask1, i1, i2))
+                        q = quantize(q.unsqueeze(1), scale, zero, bits).squeeze(1)
+                    q1[:, i] = q
+                    e = (col - q) / hinv1[i, i]
+                    w1[:, i:] -= e.unsqueeze(1) @ hinv1[i, i:].unsqueeze(0)
+                    err1[:, i] = e
+                w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+                w[:, i1:i2] = q1  # this solve's copy; its columns before i2 are never read again
+            return w, {"damp": used_damp, **({"grid": groups.grid()} if groups else {})}
 
 
 def _masked(values: torch.Tensor, members: torch.Tensor, mask1: torch.Tensor, i1: int, i2: int) -> torch.Tensor:
