@@ -76,14 +76,35 @@ def test_maxmin_lifts_the_weakest_capability_first():
     pool, probes = _lopsided()
     weights = {"x": 1.0, "y": 1.0}
     assert sorted(greedy_coverage(pool, probes, weights, 2)) == [0, 2]  # the sum leaves y uncovered
-    picks, ratios = maxmin_coverage(pool, probes, weights, 2)
+    picks, ratios = maxmin_coverage(pool, probes, weights, 2, centre=False)  # the geometry as drawn
     assert picks == [0, 3]  # x's first direction, then y: its weak best is all the pool can give it
     assert ratios == {"x": pytest.approx(0.5), "y": pytest.approx(1.0)}
     # a weight of 3 on x: its deficit (3 x 0.5) outweighs y's (1 x 1) after the first pick
-    assert maxmin_coverage(pool, probes, {"x": 3.0, "y": 1.0}, 2)[0] == [0, 2]
+    assert maxmin_coverage(pool, probes, {"x": 3.0, "y": 1.0}, 2, centre=False)[0] == [0, 2]
     assert maxmin_coverage(pool, probes, weights, 4)[0] == maxmin_coverage(pool, probes, weights, 4)[0]
     with pytest.raises(ColakitError, match="larger than the pool"):
         maxmin_coverage(pool, probes, weights, 5)
+
+
+def test_maxmin_measures_coverage_around_the_pools_mean():
+    """Activations share one large direction: raw cosines call every capability covered by any pick.
+    Less the pool's mean, each capability is covered only by a candidate from its own cluster."""
+    from colakit.curate.select.balanced import maxmin_coverage
+
+    rng = np.random.default_rng(0)
+    e = np.eye(8, dtype=np.float32)
+    common = 20 * e[0]
+    clusters = {"x": e[1], "y": e[2], "z": e[3]}
+    pool = np.stack([common + clusters[c] + 0.05 * rng.standard_normal(8) for c in "xxxxyz"]).astype(np.float32)
+    probes = {c: np.stack([common + d + 0.05 * rng.standard_normal(8) for _ in range(4)]).astype(np.float32)
+              for c, d in clusters.items()}
+    weights = dict.fromkeys(clusters, 1.0)
+    _, raw = maxmin_coverage(pool, probes, weights, 1, centre=False)
+    assert min(raw.values()) > 0.99  # one pick from x "covers" y and z
+    picks, centred = maxmin_coverage(pool, probes, weights, 3)
+    assert sorted(picks)[-2:] == [4, 5] and min(centred.values()) > 0.9  # y's and z's only candidates
+    _, one = maxmin_coverage(pool, probes, weights, 1)
+    assert sorted(one.values())[:2] == [0.0, 0.0]  # centred, one pick leaves two capabilities uncovered
 
 
 def test_balanced_selector_plans_shares_and_clusters_inside_them():
@@ -91,7 +112,7 @@ def test_balanced_selector_plans_shares_and_clusters_inside_them():
 
     pool, probes = _lopsided()
     sources = ["A", "A", "A", "B"]
-    sel = get_selector("balanced", probes_per_capability=8)
+    sel = get_selector("balanced", probes_per_capability=8, centre=False)
     assert sel.params()["probes_per_capability"] == 8 and "source_selection" not in sel.params()
     sel.plan(pool, sources, probes, {"x": 1.0, "y": 1.0}, 2)
     out = sel.select(list(range(4)), pool, 2, seed=0)
