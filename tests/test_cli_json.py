@@ -76,7 +76,8 @@ def test_inspect_and_score(calib_dir, monkeypatch):
 
     import colakit.curate.score
 
-    scores = {"representativeness": 0.5, "diversity": 0.25, "proxy": 0.4, "coverage": {"math": 0.5},
+    scores = {"representativeness": 0.5, "diversity": 0.25, "proxy": 0.4, "representativeness_centred": 0.1,
+              "coverage": {"math": 0.5},
               "weights": {"math": 1.0}}
     monkeypatch.setattr(colakit.curate.score, "score_set", lambda *a, **k: scores)
     assert document(invoke("score", calib_dir, "--json")) == scores

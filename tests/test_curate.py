@@ -83,6 +83,9 @@ def test_score_ranks_a_set_in_activation_space(tok, tmp_path):
     assert result["weights"]["code"] == 2.0 and 0 < result["diversity"] < 1
     assert -1 <= result["representativeness"] <= 1 and result["proxy"] == pytest.approx(
         (result["representativeness"] + result["diversity"]) / 2)
+    # around the probes' mean: a code-only set covers code better than it covers language, there
+    assert set(result["coverage_centred"]) == set(result["coverage"]) and -1 <= result["representativeness_centred"] <= 1
+    assert result["coverage_centred"]["code"] > result["coverage_centred"]["language"]
     assert score_set(calib, **kw) == result  # deterministic
     assert result["probes"] == {"split": "heldout", "per_capability": {c: 2 for c in result["coverage"]}}
     seen = score_set(calib, probes_from="calibration", **kw)  # the probes curation uses: another look

@@ -236,7 +236,7 @@ def score(
             else "the documents curation's probes come from")
     table = Table(title=f"{escape(path)} ({escape(target)})", show_header=False,
                   caption=f"probes: {probes} per capability from the {probes_from} part of each source ({seen})")
-    for key in ("representativeness", "diversity", "proxy"):
+    for key in ("representativeness", "diversity", "proxy", "representativeness_centred"):
         table.add_row(key, f"{result[key]:.4f}")
     for cap, value in result["coverage"].items():
         table.add_row(escape(f"coverage[{cap}] (w={result['weights'][cap]:g})"), f"{value:.4f}")

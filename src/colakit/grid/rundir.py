@@ -41,14 +41,14 @@ RESULT_SCHEMA: tuple[tuple[str, type], ...] = (
     ("value", float), ("dense_value", float), ("retention", float), ("retention_stderr", float),
     ("delta_vs_baseline", float), ("p_value", float), ("p_adjusted", float), ("significant", bool),
     ("flagged", bool), ("flag_reason", str), ("representativeness", float), ("diversity", float),
-    ("proxy", float), ("curate_s", float), ("compress_s", float), ("eval_s", float),
+    ("proxy", float), ("representativeness_centred", float), ("curate_s", float), ("compress_s", float), ("eval_s", float),
     # where the cell's numbers came from (colakit.provenance) and a digest of the settings it ran with
     ("colakit_version", str), ("git_commit", str), ("git_dirty", bool), ("config_hash", str),
 )
 RESULT_COLUMNS = tuple(name for name, _ in RESULT_SCHEMA)
 PROVENANCE_COLUMNS = ("colakit_version", "git_commit", "git_dirty", "config_hash")
 # Columns added after the first runs were made: a reader takes them when present and must not need them.
-OPTIONAL_COLUMNS = ("flag_reason", *PROVENANCE_COLUMNS)
+OPTIONAL_COLUMNS = ("flag_reason", "representativeness_centred", *PROVENANCE_COLUMNS)
 REQUIRED_COLUMNS = tuple(c for c in RESULT_COLUMNS if c not in OPTIONAL_COLUMNS)
 TIMING_COLUMNS = ("curate_s", "compress_s", "eval_s")  # wall times (s): they differ between reruns of a cell
 

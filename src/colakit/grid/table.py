@@ -37,7 +37,7 @@ def _cell_columns(grid: GridConfig, cell: Cell, status: dict, run: RunDir, confi
         "curation": cell.curation, "curation_method": config.method, "sources": "+".join(config.sources),
         "compression": cell.compression, "compression_method": grid.compression[cell.compression].params["method"],
         "seed": cell.seed, "n": config.n, "seq_len": config.seq_len, "format": config.format,
-        **{k: score.get(k, "") for k in ("representativeness", "diversity", "proxy")},
+        **{k: score.get(k, "") for k in ("representativeness", "diversity", "proxy", "representativeness_centred")},
         **{k: round(status[k], 2) if isinstance(status.get(k), float) else status.get(k, "")
            for k in TIMING_COLUMNS},
         **{k: status.get(k, "") for k in PROVENANCE_COLUMNS},  # cells run before provenance was kept: empty

@@ -39,7 +39,7 @@ _KIND_PREFERENCE = {"likelihood": ("likelihood", "perplexity", "accuracy"),
                     "accuracy": ("accuracy", "perplexity", "likelihood")}
 KIND_LABEL = {"likelihood": "gold bpb", "perplexity": "perplexity", "accuracy": "accuracy"}
 MEAN = "mean"  # the column holding the mean over capabilities
-SCORES = ("proxy", "representativeness", "diversity")
+SCORES = ("proxy", "representativeness", "diversity", "representativeness_centred")  # absent in older tables
 
 
 def _float(text: str) -> float | None:
@@ -203,7 +203,7 @@ def load_run(rundir: Path | str) -> Run:
                 curation_method=row["curation_method"], sources=row["sources"], compression=row["compression"],
                 compression_method=row["compression_method"], seed=row["seed"],
                 settings=tuple((k, row[k]) for k in keys),
-                scores={k: _float(row[k]) for k in SCORES},
+                scores={k: _float(row.get(k)) for k in SCORES},
                 timings={k: _float(row[k]) for k in TIMING_COLUMNS})
         if cells[name].ok and row["task"]:
             results.append(Result(
