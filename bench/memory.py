@@ -16,6 +16,8 @@ Each (model, stage) runs in a fresh subprocess, one at a time, and reports its o
   hooked: tokens/s (reading the weights included); the worker reads the blocks up to the deepest hooked one only.
 - ``sparsegpt`` (50%) and ``gptq`` (w4 g64): ``compress_to_dir`` from the files, block by block
   (fake-quant output, so the sizes compare), with ``--n`` calibration windows: seconds per block.
+  The calibration set is cut from c4 in a process of its own first, so the peak is what
+  ``colakit compress --calib DIR`` holds (the c4 text read for the windows is not in it).
 - ``perplexity``: ``evaluate`` ``ppl_wiki`` on 2 documents, the model dispatched
   with ``device_map="auto"`` and ``max_memory`` = its largest block + 256 MiB on the CPU (the rest
   offloaded to disk, read in place).
@@ -82,24 +84,30 @@ def child(stage: str, model: str, n: int, seq_len: int, device: str, dtype: str,
 
     from colakit.memory import peak_memory
 
-    tok, cands = windows(model, n, seq_len)
+    if stage == "calib":  # in its own process: the compress stages' peaks are then compress's alone
+        from colakit.calibset import CalibrationSet
+
+        tok, cands = windows(model, n, seq_len)
+        shutil.rmtree(Path(scratch) / "calib", ignore_errors=True)
+        CalibrationSet.from_token_ids([c.input_ids for c in cands], tokenizer=tok, model=model).save(
+            Path(scratch) / "calib")
+        return {}
+    tok, cands = windows(model, n, seq_len) if stage in ("features", "perplexity") else (None, None)
     started = time.perf_counter()
     facts: dict = {}
     if stage == "features":
         from colakit.curate.features import FeatureConfig, extract_features
         from colakit.model.load import ModelHandle
 
-        shutil.rmtree(scratch, ignore_errors=True)
-        extract_features(cands, ModelHandle(model, tokenizer=tok), store_dir=Path(scratch), progress=False,
+        shutil.rmtree(Path(scratch) / "features", ignore_errors=True)
+        extract_features(cands, ModelHandle(model, tokenizer=tok), store_dir=Path(scratch) / "features", progress=False,
                          config=FeatureConfig(layers="all", device=device, dtype=dtype, batch_size=4))
         facts["tokens_per_s"] = round(n * seq_len / (time.perf_counter() - started), 1)  # loading included
     elif stage in ("sparsegpt", "gptq"):
-        from colakit.calibset import CalibrationSet
         from colakit.compress import CompressionConfig, compress_to_dir
 
-        shutil.rmtree(scratch, ignore_errors=True)
-        calib = Path(scratch) / "calib"
-        CalibrationSet.from_token_ids([c.input_ids for c in cands], tokenizer=tok, model=model).save(calib)
+        shutil.rmtree(Path(scratch) / "out", ignore_errors=True)
+        calib = Path(scratch) / "calib"  # written by the "calib" stage, which main runs first
         config = (CompressionConfig("sparsegpt", sparsity=0.5) if stage == "sparsegpt"
                   else CompressionConfig("gptq", bits=4, group_size=64))
         report = compress_to_dir(model, calib, Path(scratch) / "out", config, device=device, dtype=dtype,
@@ -177,7 +185,10 @@ def main():
         path = model_path(name, args)
         disk = sum(f.stat().st_size for f in path.glob("*.safetensors"))
         print(f"{name}: {disk / GiB:.2f} GiB of safetensors at {path}", file=sys.stderr)
-        for stage in args.stages.split(","):
+        stages = args.stages.split(",")
+        if {"sparsegpt", "gptq"} & set(stages):
+            stages = ["calib", *stages]
+        for stage in stages:
             cmd = [sys.executable, __file__, "--child", stage, str(path), "--n", str(args.n), "--seq-len",
                    str(args.seq_len), "--dir", args.dir, "--device", args.device, "--dtype", args.dtype]
             done = subprocess.run(cmd, capture_output=True, text=True)
@@ -186,6 +197,8 @@ def main():
                 print(f"{name} {stage} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
                 continue
             facts = json.loads(line.removeprefix("RESULT "))
+            if stage == "calib":
+                continue
             row = {"model": name, "stage": stage, "disk_gib": round(disk / GiB, 2), **facts}
             if stage in ("sparsegpt", "gptq"):
                 f = formula(path, stage, args.n, args.seq_len)

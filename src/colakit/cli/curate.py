@@ -217,7 +217,7 @@ def score(
     """Representativeness, diversity and proxy score of a CalibrationSet, without compressing anything."""
     from colakit.curate.coverage import parse_weights, target_weights
     from colakit.curate.features import FeatureConfig
-    from colakit.curate.score import PROBE_SPLITS, score_set
+    from colakit.curate.score import PROBE_SPLITS, SCORE_KEYS, score_set
 
     target_weights(target, parse_weights(weights))  # before the model loads
     if probes_from not in PROBE_SPLITS:
@@ -236,7 +236,7 @@ def score(
             else "the documents curation's probes come from")
     table = Table(title=f"{escape(path)} ({escape(target)})", show_header=False,
                   caption=f"probes: {probes} per capability from the {probes_from} part of each source ({seen})")
-    for key in ("representativeness", "diversity", "proxy", "representativeness_centred"):
+    for key in SCORE_KEYS:
         table.add_row(key, f"{result[key]:.4f}")
     for cap, value in result["coverage"].items():
         table.add_row(escape(f"coverage[{cap}] (w={result['weights'][cap]:g})"), f"{value:.4f}")

@@ -30,6 +30,10 @@ from colakit.model.load import ModelHandle
 PROBE_SPLITS = ("heldout", "calibration")  # where score's probes come from; the first is the default
 
 
+# what score_set returns as single numbers, in the order the command line and a run's table show them
+SCORE_KEYS = ("representativeness", "diversity", "proxy", "representativeness_centred")
+
+
 def score_set(calib: CalibrationSet | str | Path, *, model: str | None = None, target: str = "general",
               weights: dict | None = None, features: FeatureConfig | None = None,
               probes_per_capability: int = 16, seed: int = 0, loaded_model=None, tokenizer=None,

@@ -41,7 +41,8 @@ RESULT_SCHEMA: tuple[tuple[str, type], ...] = (
     ("value", float), ("dense_value", float), ("retention", float), ("retention_stderr", float),
     ("delta_vs_baseline", float), ("p_value", float), ("p_adjusted", float), ("significant", bool),
     ("flagged", bool), ("flag_reason", str), ("representativeness", float), ("diversity", float),
-    ("proxy", float), ("representativeness_centred", float), ("curate_s", float), ("compress_s", float), ("eval_s", float),
+    ("proxy", float), ("representativeness_centred", float), ("curate_s", float), ("compress_s", float),
+    ("eval_s", float),
     # where the cell's numbers came from (colakit.provenance) and a digest of the settings it ran with
     ("colakit_version", str), ("git_commit", str), ("git_dirty", bool), ("config_hash", str),
 )

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from colakit.cache import atomic_path
 from colakit.curate.pipeline import CurateConfig
+from colakit.curate.score import SCORE_KEYS
 from colakit.evaluate import compare, compare_models, paired_rows, read_results, retention_rows
 from colakit.evaluate.stats import adjust_pvalues
 from colakit.grid.config import Cell, GridConfig
@@ -37,7 +38,7 @@ def _cell_columns(grid: GridConfig, cell: Cell, status: dict, run: RunDir, confi
         "curation": cell.curation, "curation_method": config.method, "sources": "+".join(config.sources),
         "compression": cell.compression, "compression_method": grid.compression[cell.compression].params["method"],
         "seed": cell.seed, "n": config.n, "seq_len": config.seq_len, "format": config.format,
-        **{k: score.get(k, "") for k in ("representativeness", "diversity", "proxy", "representativeness_centred")},
+        **{k: score.get(k, "") for k in SCORE_KEYS},
         **{k: round(status[k], 2) if isinstance(status.get(k), float) else status.get(k, "")
            for k in TIMING_COLUMNS},
         **{k: status.get(k, "") for k in PROVENANCE_COLUMNS},  # cells run before provenance was kept: empty

@@ -62,8 +62,12 @@ def onload(model: nn.Module, module: nn.Module, checkpoint: Checkpoint, device: 
            dtype: torch.dtype) -> None:
     """Read ``module``'s tensors from ``checkpoint`` onto ``device`` (floating ones cast to ``dtype``)."""
     for local, full in zip(_tensors(module), module_names(model, module)):
-        value = checkpoint.read(full)
-        set_module_tensor_to_device(module, local, device, value=value.to(dtype) if value.is_floating_point() else value)
+        set_module_tensor_to_device(module, local, device, value=_cast(checkpoint.read(full), dtype))
+
+
+def _cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor as loading gives it: floating ones in ``dtype``, the rest (integer buffers) as stored."""
+    return value.to(dtype) if value.is_floating_point() else value
 
 
 def onload_rows(model: nn.Module, embedding: nn.Embedding, checkpoint: Checkpoint, device: torch.device | str,
@@ -71,18 +75,16 @@ def onload_rows(model: nn.Module, embedding: nn.Embedding, checkpoint: Checkpoin
     """Give ``embedding`` only the rows ``rows`` (sorted, unique token ids) of its table, read from
     ``checkpoint`` and cast like ``onload`` (its other tensors whole); returns the callable that puts
     the meta table back. Token ``rows[i]`` is then looked up as ``i``: a forward over calibration
-    ids needs only their rows (a 128k-entry table is 2 GiB in float32; 16 x 128 tokens use ~2,000)."""
+    ids needs only their rows (a 128k-entry table is 2 GiB in float32; 16 x 128 tokens use at most 2,048)."""
     table = embedding.weight  # the meta parameter (a tied LM head shares it): put back as the same object
     padding = embedding.padding_idx  # F.embedding refuses a padding index past the rows; it only affects gradients
     embedding.padding_idx = None
     for local, full in zip(_tensors(embedding), module_names(model, embedding)):
         if local == "weight":
-            values = checkpoint.read_rows(full, rows.cpu()).to(device=device, dtype=dtype)
+            values = _cast(checkpoint.read_rows(full, rows.cpu()), dtype).to(device)
             embedding.weight = nn.Parameter(values, requires_grad=False)
         else:
-            value = checkpoint.read(full)
-            set_module_tensor_to_device(embedding, local, device,
-                                        value=value.to(dtype) if value.is_floating_point() else value)
+            set_module_tensor_to_device(embedding, local, device, value=_cast(checkpoint.read(full), dtype))
 
     def restore() -> None:
         offload(embedding)

@@ -303,4 +303,5 @@ class AWQ(Quantization):
                                "and writes the same packed checkpoint")
         # llm-compressor 0.14: AWQ is a transform (the scale search) followed by the quantization modifier;
         # llmcompressor.modifiers.awq is a deprecated shim that builds the same pair
-        return [RecipeStep("llmcompressor.modifiers.transform.awq", "AWQModifier", {}), self.llmcompressor_quantization()]
+        return [RecipeStep("llmcompressor.modifiers.transform.awq", "AWQModifier", {}),
+                self.llmcompressor_quantization()]
