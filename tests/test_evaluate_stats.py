@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from colakit.errors import ColakitError
-from colakit.evaluate.comparison import chance_flag, compare, compare_models, paired_rows, retention_rows
+from colakit.evaluate.comparison import (
+    chance_flag, compare, compare_mean_retention, compare_models, paired_rows, retention_rows,
+)
 from colakit.evaluate.power import (
     QUICK_BUDGET_S, QUICK_ESTIMATES, QUICK_OVERHEAD_S, TaskEstimate, capability_mdd, items_for,
     min_detectable_difference,
@@ -153,6 +155,39 @@ def test_compare_models_refuses_different_items(fabricated):
         compare_models(a, other)
     with pytest.raises(ColakitError, match="share no task"):
         compare_models(a, _results())
+
+
+def test_mean_retention_test_matches_the_headline_mean_and_pools_seeds(fabricated):
+    dense, a, b = fabricated
+    caps = {}
+    for side, res in (("a", a), ("b", b)):
+        c = compare(res, dense, n_resamples=200)["capabilities"]
+        caps[side] = np.mean([c["Commonsense"]["likelihood"], c["LM"]["perplexity"]])  # the report's mean
+    t = compare_mean_retention([(a, b)], dense, n_resamples=1000)
+    assert t["mean_a"] == pytest.approx(caps["a"]) and t["mean_b"] == pytest.approx(caps["b"])
+    assert t["delta"] == pytest.approx(caps["a"] - caps["b"]) and t["delta"] > 0
+    assert t["ci_low"] > 0 and t["p_value"] < 1e-3 and t["tasks"] == ["piqa", "ppl_c4"]
+    # one test of the mean: its interval is narrower than the per-task ones it averages
+    per_task = compare_models(a, b, dense, n_resamples=1000)["tasks"]
+    widths = [per_task["piqa"]["kinds"]["likelihood"], per_task["ppl_c4"]["kinds"]["perplexity"]]
+    assert t["ci_high"] - t["ci_low"] < max(w["ci_high"] - w["ci_low"] for w in widths)
+    # seeds average; a seed where they swap roles cancels the first
+    swapped = compare_mean_retention([(a, b), (b, a)], dense, n_resamples=500)
+    assert swapped["seeds"] == 2 and swapped["delta"] == pytest.approx(0, abs=1e-12)
+    assert swapped["mean_a"] == pytest.approx(swapped["mean_b"]) and swapped["p_value"] > 0.5
+    same = compare_mean_retention([(a, a)], dense, n_resamples=300)
+    assert same["delta"] == 0 and same["p_value"] == 1.0
+    # the accuracy kind takes the accuracy of piqa instead of its gold bpb
+    acc = compare_mean_retention([(a, b)], dense, metric_kind="accuracy", n_resamples=300)
+    assert acc["mean_a"] == pytest.approx(np.mean([compare(a, dense, n_resamples=200)["capabilities"][k][m]
+                                                   for k, m in (("Commonsense", "accuracy"), ("LM", "perplexity"))]))
+    assert compare_mean_retention([(a, b)], dense, n_resamples=1000) == t  # seeded: the same every time
+    assert compare_mean_retention([(a, b)], dense, n_resamples=1000, seed=3)["ci_low"] != t["ci_low"]
+    with pytest.raises(ColakitError, match="metric kind"):
+        compare_mean_retention([(a, b)], dense, metric_kind="bpb")
+    other = _results(piqa=dict(b["tasks"]["piqa"], item_ids=[f"x{i}" for i in range(300)]), ppl_c4=b["tasks"]["ppl_c4"])
+    with pytest.raises(ColakitError, match="different items"):
+        compare_mean_retention([(a, other)], dense)
 
 
 def test_compare_gives_both_metric_kinds_and_retention_rows(fabricated):

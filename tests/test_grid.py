@@ -123,6 +123,16 @@ def test_impossible_combinations_are_refused():
         parse_grid({**BASE, "baseline": "nope"})
     with pytest.raises(ColakitError, match="unknown task"):
         parse_grid({**BASE, "evaluate": {"tasks": "ppl_nowhere"}})
+    two = {**BASE, "curation": {**BASE["curation"], "wiki": {"method": "random", "sources": ["wiki"]}}}
+    assert parse_grid({**two, "head_to_head": {"wiki": "random-c4"}}).head_to_head == {"wiki": ["random-c4"]}
+    with pytest.raises(ColakitError, match="head_to_head names 'nope', which is not a curation label"):
+        parse_grid({**two, "head_to_head": {"wiki": ["nope"]}})
+    with pytest.raises(ColakitError, match="against itself"):
+        parse_grid({**two, "head_to_head": {"wiki": ["wiki"]}})
+    with pytest.raises(ColakitError, match="give a list of curation labels"):
+        parse_grid({**two, "head_to_head": {"wiki": []}})
+    with pytest.raises(ColakitError, match="must map a curation label"):
+        parse_grid({**two, "head_to_head": ["wiki"]})
 
 
 def test_sweeps_are_a_union_of_products_and_cells_are_named_by_their_settings():
@@ -178,7 +188,7 @@ def tiny_grid(tmp_path):
     tok.save_pretrained(model_dir)
     cfg = {
         "name": "tiny", "model": str(model_dir), "seeds": [0], "baseline": "random-c4",
-        "defaults": {"n": 4, "seq_len": 32},
+        "head_to_head": {"cola": ["random-c4"]}, "defaults": {"n": 4, "seq_len": 32},
         "curation": {"random-c4": {"method": "random", "sources": ["c4"]},
                      "cola": {"method": "cola", "sources": ["c4", "wiki"], "pool_per_source": 12,
                               "probes_per_capability": 2}},
@@ -211,6 +221,19 @@ def test_tiny_grid_end_to_end_with_a_failing_cell_and_resume(tiny_grid, monkeypa
     cola = [r for r in ok if r["curation"] == "cola"]
     assert all(r["p_value"] != "" and r["p_adjusted"] != "" for r in cola)  # paired against the baseline
     assert all(r["proxy"] != "" for r in ok)
+    # head to head on the mean: a row per compression both finished and metric kind, its means the report's
+    duels = list(csv.DictReader(open(rundir / "head_to_head.csv")))
+    assert {(r["compression"], r["metric_kind"]) for r in duels} == {
+        (c, k) for c in ("gptq-w4", "wanda-50") for k in ("likelihood", "accuracy")}
+    from colakit.report import data as report_data
+
+    run = report_data.load_run(rundir)
+    scores = report_data.cell_scores(run)
+    for duel in report_data.head_to_head(run):
+        assert (duel.curation, duel.versus, duel.seeds) == ("cola", "random-c4", 1)
+        assert duel.mean == pytest.approx(scores.per_cell[f"cola__{duel.compression}__s0"]["mean"].mean)
+        assert duel.versus_mean == pytest.approx(scores.per_cell[f"random-c4__{duel.compression}__s0"]["mean"].mean)
+        assert duel.p_adjusted >= duel.p_value and "cola vs random-c4" in duel.line()
     amap = json.loads((rundir / "cells" / "cola__gptq-w4__s0" / "activation_map.json").read_text())
     assert sum(p["selected"] for p in amap["points"]) == 4 and {p["source"] for p in amap["points"]} == {"c4", "wiki"}
     assert not (rundir / "cells" / "cola__gptq-w4__s0" / "model").exists()  # models are not kept by default

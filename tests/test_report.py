@@ -397,3 +397,34 @@ def test_fraction_of_the_best_single_source_per_task(tmp_path):
     assert "Fraction of the best single source" in render_html(run)
     one_source = load_run(write_rundir(tmp_path / "one", [r for r in rows if r["curation"] != "code"]))
     assert d.fraction_of_best(one_source) == [] and "## Fraction" not in render_markdown(one_source)
+
+
+def test_head_to_head_rows_reach_the_summary_the_page_and_the_cli(tmp_path):
+    from colakit.grid.rundir import HEAD_TO_HEAD_COLUMNS
+    from colakit.report.markdown import render_markdown
+
+    root = fabricate_rundir(tmp_path / "run")
+    rows = [{"compression": "gptq-w4", "settings": "", "curation": "cola", "versus": "zipcal", "metric_kind": kind,
+             "seeds": 2, "tasks": 6, "mean": 0.93, "versus_mean": 0.91 + i / 100, "delta": 0.02 - i / 100,
+             "ci_low": 0.01 - i / 50, "ci_high": 0.03, "stderr": 0.005, "p_value": 1e-4,
+             "p_adjusted": 2e-4 * (1 + 999 * i), "significant": not i} for i, kind in enumerate(("likelihood", "accuracy"))]
+    with open(root / "head_to_head.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HEAD_TO_HEAD_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    run = load_run(root)
+    (lik,), (acc,) = d.head_to_head(run), d.head_to_head(run, "accuracy")
+    assert (lik.delta, lik.significant, lik.seeds) == (0.02, True, 2) and not acc.significant
+    assert lik.line() == ("gptq-w4: cola vs zipcal: +0.020 mean retention (0.930 vs 0.910), 95% CI [+0.010, +0.030], "
+                          "Holm-corrected p 0.0002 (2 seeds x 6 tasks): better, significant")
+    assert acc.line().endswith("Holm-corrected p 0.2 (2 seeds x 6 tasks): within the noise")
+    assert "## Head to head" in render_markdown(run) and lik.line() in render_markdown(run)
+    assert acc.line() in render_markdown(run, "accuracy") and lik.line() not in render_markdown(run, "accuracy")
+    page = render_html(run)
+    assert 'id="head-to-head"' in page and "0.0002 *" in page
+    result = CliRunner().invoke(app, ["report", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [h["line"] for h in json.loads(result.stdout)["head_to_head"]] == [lik.line()]
+    (root / "head_to_head.csv").unlink()  # a config without head_to_head
+    assert d.head_to_head(load_run(root)) == [] and "## Head to head" not in render_markdown(load_run(root))
+    assert "None asked for" in render_html(load_run(root))

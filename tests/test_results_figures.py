@@ -113,5 +113,15 @@ def test_snapshot_copies_what_the_figures_need(site, tmp_path):
     tool.snapshot(site / "results" / "grid", tmp_path / "copy")
     assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["results.csv", "run.json"]
     shutil.rmtree(tmp_path / "copy")
+    from colakit.grid.rundir import HEAD_TO_HEAD_COLUMNS
+    from colakit.report.data import head_to_head, load_run
+
+    row = "gptq-w4,,cola,zipcal,likelihood,3,7,0.93,0.92,0.01,-0.002,0.02,0.005,0.04,0.08,False"
+    (site / "results" / "grid" / "head_to_head.csv").write_text(",".join(HEAD_TO_HEAD_COLUMNS) + "\n" + row + "\n")
+    (duel,) = head_to_head(load_run(site / "results" / "grid"))  # written when a config asks
+    assert tool.render(site, "results/grid", "head-to-head", []) == f"\n- {duel.line()}\n"
+    tool.snapshot(site / "results" / "grid", tmp_path / "copy")
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["head_to_head.csv", "results.csv", "run.json"]
+    shutil.rmtree(tmp_path / "copy")
     with pytest.raises(SystemExit, match="lacks run.json, results.csv"):
         tool.snapshot(tmp_path / "nothing", tmp_path / "copy")

@@ -8,14 +8,15 @@ is generated (markers are HTML comments: GitHub does not show them)::
     <!-- /results -->
     COLA keeps <!-- results results/demo mean gptq-w4 cola -->0.901<!-- /results --> ...   inline
 
-A results file is a run directory snapshot (``run.json`` + ``results.csv``, as ``colakit run`` wrote
-them), kept in the repository under ``results/`` by ``snapshot``. Kinds: ``headline`` (table),
-``tasks`` (retention per task), ``fractions`` (each task's retention over the best single
-source's), ``proxies`` (Spearman's rho of the proxy scores with mean retention), ``verdicts`` (one line per curation against the baseline, as
-``colakit report`` prints them), ``verdict COMPRESSION CURATION`` (that line alone), ``mean
-COMPRESSION CURATION [CAPABILITY]`` (mean retention, ± its spread), ``delta COMPRESSION CURATION``
-(mean retention minus the baseline's), ``task COMPRESSION CURATION TASK`` (one task's retention),
-``made`` (the version, commit and config that made the run);
+A results file is a run directory snapshot (``run.json`` + ``results.csv``, and ``head_to_head.csv``
+when the config asked for it, as ``colakit run`` wrote them), kept in the repository under ``results/``
+by ``snapshot``. Kinds: ``headline`` (table), ``tasks`` (retention per task), ``fractions`` (each
+task's retention over the best single source's), ``proxies`` (Spearman's rho of the proxy scores
+with mean retention), ``verdicts`` (one line per curation against the baseline, as ``colakit report``
+prints them), ``head-to-head`` (the config's head_to_head tests, a line each), ``verdict COMPRESSION
+CURATION`` (that line alone), ``mean COMPRESSION CURATION [CAPABILITY]`` (mean retention, ± its
+spread), ``delta COMPRESSION CURATION`` (mean retention minus the baseline's), ``task COMPRESSION
+CURATION TASK`` (one task's retention), ``made`` (the version, commit and config that made the run);
 ``KEY=VALUE`` picks a swept setting (``mean gptq-w4 cola seq_len=256``).
 
 ``check`` fails (exit 1), naming the file, the figure and the fix, when a generated figure differs
@@ -45,6 +46,7 @@ DOCS = ("README.md", "docs")
 MARKER = re.compile(r"<!-- results (?P<file>\S+) (?P<kind>[\w-]+)(?P<args>[^>]*?) -->(?P<body>.*?)<!-- /results -->",
                     re.S)
 SNAPSHOT_FILES = ("run.json", "results.csv")
+OPTIONAL_SNAPSHOT_FILES = ("head_to_head.csv",)  # written when the config has head_to_head
 
 
 def documents(root: Path = ROOT) -> list[Path]:
@@ -91,6 +93,8 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
         return "\n" + fraction_markdown(run).rstrip("\n") + "\n"
     if kind == "verdicts":
         return "\n" + "".join(f"- {v.line()}\n" for v in d.verdicts(run))
+    if kind == "head-to-head":
+        return "\n" + "".join(f"- {h.line()}\n" for h in d.head_to_head(run))
     if kind == "made":
         return d.made_with(run.meta)
     settings = dict(a.split("=", 1) for a in args if "=" in a)
@@ -108,8 +112,9 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
         if entry is None:
             raise ValueError(f"no {column!r} column in {file}'s headline")
         return d.fmt_value(entry.value)
-    raise ValueError(f"unknown figure {kind!r} {' '.join(args)} (kinds: headline, tasks, fractions, proxies, verdicts, verdict, "
-                     "mean, delta, task, made; mean/delta/verdict take COMPRESSION CURATION, task also TASK)")
+    raise ValueError(f"unknown figure {kind!r} {' '.join(args)} (kinds: headline, tasks, fractions, proxies, verdicts, "
+                     "head-to-head, verdict, mean, delta, task, made; mean/delta/verdict take COMPRESSION CURATION, "
+                     "task also TASK)")
 
 
 def stale_parts(meta: dict) -> list[str]:
@@ -181,7 +186,7 @@ def snapshot(rundir: Path, dest: Path) -> None:
     if missing:
         raise SystemExit(f"error: {rundir} lacks {', '.join(missing)}: pass a finished `colakit run` directory")
     dest.mkdir(parents=True, exist_ok=True)
-    for f in SNAPSHOT_FILES:
+    for f in SNAPSHOT_FILES + tuple(f for f in OPTIONAL_SNAPSHOT_FILES if (rundir / f).is_file()):
         shutil.copyfile(rundir / f, dest / f)
     print(dest)
 

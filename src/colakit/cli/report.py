@@ -66,7 +66,7 @@ def report_command(
 ):
     """Write a self-contained HTML report (tables, charts, activation map) and a markdown summary of RUNDIR."""
     from colakit.report import write_report
-    from colakit.report.data import verdicts
+    from colakit.report.data import head_to_head, verdicts
 
     if out is not None or rundir.is_dir():  # a missing RUNDIR is the library's to name
         html = out if out is not None else rundir / "report.html"
@@ -81,10 +81,14 @@ def report_command(
                     "failed_cells": [c.cell for c in report.run.failed_cells],
                     "headline": dataclasses.asdict(report.headline),
                     "verdicts": [{**dataclasses.asdict(v), "delta": v.delta, "line": v.line()}
-                                 for v in verdicts(report.run, metric_kind)]})
+                                 for v in verdicts(report.run, metric_kind)],
+                    "head_to_head": [{**dataclasses.asdict(h), "line": h.line()}
+                                     for h in head_to_head(report.run, metric_kind)]})
         return
     # A table this wide is unreadable folded to 80 columns (the width rich assumes off a terminal).
     Console(width=max(stdout.width, 130)).print(_rich_table(report))
     for verdict in verdicts(report.run, metric_kind):  # the one line per set that says which is better
         print(verdict.line())
+    for duel in head_to_head(report.run, metric_kind):
+        print(duel.line())
     print(report.html)

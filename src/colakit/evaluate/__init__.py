@@ -7,6 +7,7 @@ Public API::
     results = evaluate_model("smollm2-135m", "hellaswag,gsm8k", limit=50, seed=0)
     retention = compare(compressed_results, dense_results)        # vs dense, both metric kinds, flags
     pair = compare_models(results_a, results_b, dense_results)    # two compressed models, paired tests
+    test = compare_mean_retention([(a_s0, b_s0), (a_s1, b_s1)], dense_results)  # two curations' mean retention
 
 Tasks live in ``colakit.evaluate.tasks`` (one class each; ``register_task`` adds one, ``REGISTRY``
 lists them), suites in ``colakit.evaluate.suites`` (``SUITES``, ``resolve_tasks``); the scoring
@@ -20,7 +21,9 @@ from pathlib import Path
 
 from colakit.capabilities import CAPABILITIES
 from colakit.defaults import DEFAULT_TASKS
-from colakit.evaluate.comparison import chance_flag, compare_models, paired_rows, retention_rows
+from colakit.evaluate.comparison import (
+    chance_flag, compare_mean_retention, compare_models, paired_rows, retention_rows,
+)
 from colakit.evaluate.config import EvalConfig
 from colakit.evaluate.results import read_results, write_results
 from colakit.evaluate.runner import capabilities, compare, evaluate, model_hash, select_items
@@ -47,7 +50,8 @@ def evaluate_model(name: ModelHandle | str | Path | None, tasks: str | list[str]
                     on_items=on_items)
 
 
-__all__ = ["evaluate", "evaluate_model", "compare", "compare_models", "retention_rows", "paired_rows", "chance_flag",
+__all__ = ["evaluate", "evaluate_model", "compare", "compare_models", "compare_mean_retention", "retention_rows",
+           "paired_rows", "chance_flag",
            "EvalConfig", "capabilities", "model_hash", "select_items",
            "read_results", "write_results", "REGISTRY", "SUITES", "CAPABILITIES", "get_task", "register_task",
            "resolve_tasks"]

@@ -34,7 +34,7 @@ import numpy as np
 from colakit.capabilities import CAPABILITIES
 from colakit.errors import ColakitError
 from colakit.evaluate.stats import (
-    adjust_pvalues, mcnemar, paired_bootstrap, paired_bootstrap_stat, ratio_stderr,
+    adjust_pvalues, mcnemar, normal_p_value, paired_bootstrap, paired_bootstrap_stat, ratio_stderr, resample_sums,
 )
 from colakit.evaluate.tasks import LOWER_IS_BETTER
 
@@ -417,3 +417,74 @@ def paired_rows(pair: dict) -> list[dict]:
     return [{"task": name, "metric_kind": kind, "delta": c["delta"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
              "p_value": c["p_value"]}
             for name, t in pair["tasks"].items() for kind, c in t["kinds"].items()]
+
+
+# --------------------------------------------------------------------------- two curations, over seeds
+
+_KIND_ORDER = {"likelihood": ("likelihood", "perplexity", "accuracy"),
+               "accuracy": ("accuracy", "perplexity", "likelihood")}
+
+
+def _task_kind(task: dict, metric_kind: str) -> str | None:
+    have = task_kinds(task)
+    return next((k for k in _KIND_ORDER[metric_kind] if k in have), None)
+
+
+def compare_mean_retention(pairs: list[tuple[dict, dict]], dense: dict, *, metric_kind: str = "likelihood",
+                           include_flagged: bool = False, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Paired test of two curations' mean retention: the report's headline mean (over capabilities,
+    each the mean of its tasks' retentions under ``metric_kind``), averaged over seeds.
+
+    ``pairs``: per seed, the results of curation a's and curation b's compressed model (the same
+    compression), all evaluated on the same items as ``dense``. ``delta`` = mean retention of a minus
+    b's. Items are resampled per task, the same indices for every model and seed (the evaluation's
+    items do not depend on the calibration seed), so the interval reflects the evaluation's items;
+    the spread over calibration seeds enters through the mean over them. The p-value is two-sided
+    (normal approximation with the bootstrap standard error, as ``paired_bootstrap_stat``); correct
+    it over every comparison made.
+    """
+    if metric_kind not in _KIND_ORDER:
+        raise ColakitError(f"unknown metric kind {metric_kind!r}", f"use one of {', '.join(_KIND_ORDER)}")
+    if not pairs:
+        raise ColakitError("no pair of results to compare", "give at least one seed's (a, b) results")
+    models = {f"{side}{i}": res for i, pair in enumerate(pairs) for side, res in zip("ab", pair)}
+    names = [n for n in dense["tasks"] if all(n in r["tasks"] for r in models.values())]
+    used: dict[str, tuple[str, str]] = {}  # task -> (kind, capability)
+    for name in names:
+        kind = _task_kind(dense["tasks"][name], metric_kind)
+        if kind is None or not all(kind in task_kinds(r["tasks"][name]) for r in models.values()):
+            continue
+        if include_flagged or not excluded(_flags(dense["tasks"][name]), kind):
+            used[name] = (kind, dense["tasks"][name]["capability"])
+    if not used:
+        raise ColakitError("the results share no task with per-item records", "evaluate them on the same suite")
+    caps = sorted({cap for _, cap in used.values()})
+    per_cap = Counter(cap for _, cap in used.values())
+    estimate = 0.0
+    draws = np.zeros(n_resamples)
+    means = {"a": 0.0, "b": 0.0}
+    for name, (kind, cap) in used.items():
+        tasks = {"d": dense["tasks"][name], **{p: r["tasks"][name] for p, r in models.items()}}
+        for p in models:
+            _check_same_items(name, tasks["d"], tasks[p], "the dense model and a compared model")
+        metric, hib = kind_metric(tasks["d"], kind), kind_higher_is_better(kind)
+        cols = paired_columns(kind, tasks)
+        weight = 1.0 / (len(caps) * per_cap[cap] * len(pairs))  # mean over capabilities, their tasks, seeds
+
+        def retention(sums, p):
+            return retention_of(kind_value(kind, metric, sums, p), kind_value(kind, metric, sums, "d"), hib)
+
+        full = {k: np.array([v.sum()]) for k, v in cols.items()}
+        resampled = resample_sums(cols, n_resamples, _seed(seed, "mean", name))
+        for i in range(len(pairs)):
+            a, b = float(retention(full, f"a{i}")[0]), float(retention(full, f"b{i}")[0])
+            means["a"] += weight * a
+            means["b"] += weight * b
+            estimate += weight * (a - b)
+            draws += weight * (retention(resampled, f"a{i}") - retention(resampled, f"b{i}"))
+    draws = draws[np.isfinite(draws)]
+    lo, hi = np.quantile(draws, [0.025, 0.975]) if draws.size else (float("nan"), float("nan"))
+    se = float(draws.std(ddof=1)) if draws.size > 1 else float("nan")
+    return {"metric_kind": metric_kind, "mean_a": means["a"], "mean_b": means["b"], "delta": estimate,
+            "ci_low": float(lo), "ci_high": float(hi), "stderr": se, "p_value": normal_p_value(estimate, se),
+            "seeds": len(pairs), "tasks": sorted(used), "n_resamples": int(draws.size)}

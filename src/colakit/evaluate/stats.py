@@ -93,7 +93,7 @@ def adjust_pvalues(pvalues, method: str = "holm") -> list[float]:
     return out.tolist()
 
 
-def _resample_sums(columns: dict[str, np.ndarray], n_resamples: int, seed: int, chunk_cells: int = 1 << 22):
+def resample_sums(columns: dict[str, np.ndarray], n_resamples: int, seed: int, chunk_cells: int = 1 << 22):
     """Column sums over ``n_resamples`` bootstrap resamples of the rows: every column is resampled
     with the *same* row indices, which is what makes the comparison paired."""
     n = len(next(iter(columns.values())))
@@ -126,7 +126,7 @@ def paired_bootstrap_stat(columns: dict, statistic, *, null: float = 0.0, n_resa
         raise ValueError("paired_bootstrap_stat needs equally long, non-empty columns (same items, same order)")
     n = lengths.pop()
     estimate = float(statistic({k: np.array([v.sum()]) for k, v in cols.items()})[0])
-    values = np.asarray(statistic(_resample_sums(cols, n_resamples, seed)), dtype=float)
+    values = np.asarray(statistic(resample_sums(cols, n_resamples, seed)), dtype=float)
     values = values[np.isfinite(values)]  # e.g. a resample whose dense accuracy is 0
     if values.size == 0:
         return {"estimate": estimate, "ci_low": float("nan"), "ci_high": float("nan"), "stderr": float("nan"),

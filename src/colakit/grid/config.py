@@ -33,8 +33,8 @@ from colakit.defaults import DEFAULT_MODEL, DEFAULT_TASKS
 from colakit.errors import ColakitError
 from colakit.evaluate.suites import resolve_tasks
 
-TOP_KEYS = ("name", "model", "seeds", "baseline", "defaults", "curation", "compression", "sweep", "sweeps",
-            "evaluate", "score", "map", "device", "dtype", "keep_models")
+TOP_KEYS = ("name", "model", "seeds", "baseline", "head_to_head", "defaults", "curation", "compression", "sweep",
+            "sweeps", "evaluate", "score", "map", "device", "dtype", "keep_models")
 # curation keys: CurateConfig's fields (minus the ones the grid sets) and a few short forms
 CURATE_KEYS = ("method", "sources", "n", "seq_len", "format", "packing", "pool_per_source", "split_seed",
                "heldout_fraction", "allow_overlap", "params", "features", "target", "weights",
@@ -170,6 +170,8 @@ class GridConfig:
     evaluate: dict = field(default_factory=lambda: {"tasks": DEFAULT_TASKS, "seed": 0})
     score: dict | None = None
     baseline: str | None = None
+    # curation label -> the labels it is tested against on mean retention (``grid.table.head_to_head``)
+    head_to_head: dict[str, list[str]] = field(default_factory=dict)
     map: bool = True
     device: str = "auto"
     dtype: str = "auto"
@@ -324,6 +326,7 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in curation:
         check.fail(("baseline",), f"baseline {baseline!r} is not a curation label", f"use one of: {', '.join(curation)}")
+    head_to_head = _head_to_head(raw.get("head_to_head"), check, tuple(curation))
     evaluate = check.keys(raw.get("evaluate") or {}, EVAL_KEYS, ("evaluate",), "evaluate")
     check.types(evaluate, EVAL_TYPES, ("evaluate",), "evaluate")
     evaluate = {"tasks": DEFAULT_TASKS, "seed": 0, **evaluate}
@@ -342,9 +345,33 @@ def parse_grid(raw: dict, check: _Checker | None = None) -> GridConfig:
                        f"use one of: {', '.join(PROBE_SPLITS)}")
     return GridConfig(name=str(raw.get("name", "grid")), model=str(raw.get("model", DEFAULT_MODEL)), seeds=seeds,
                       curation=curation, compression=compression, settings=settings, sweeps=sweeps, scoped=scoped,
-                      evaluate=evaluate, score=score, baseline=baseline, map=bool(raw.get("map", True)),
+                      evaluate=evaluate, score=score, baseline=baseline, head_to_head=head_to_head,
+                      map=bool(raw.get("map", True)),
                       device=str(raw.get("device", "auto")), dtype=str(raw.get("dtype", "auto")),
                       keep_models=bool(raw.get("keep_models", False)), raw=raw)
+
+
+def _head_to_head(raw, check: _Checker, labels: tuple[str, ...]) -> dict[str, list[str]]:
+    """``head_to_head: {balanced: [mix-uniform, igsp, cola]}``: each key and each value a curation label."""
+    if raw is None:
+        return {}
+    example = f"e.g. head_to_head: {{{labels[0]}: [{', '.join(labels[1:3])}]}}"
+    if not isinstance(raw, dict):
+        check.fail(("head_to_head",), f"head_to_head must map a curation label to a list of labels, got {raw!r}",
+                   example)
+    out = {}
+    for label, rivals in raw.items():
+        rivals = [rivals] if isinstance(rivals, str) else rivals
+        if not isinstance(rivals, list) or not rivals or not all(isinstance(r, str) for r in rivals):
+            check.fail(("head_to_head", label), f"head_to_head {label!r}: give a list of curation labels", example)
+        for name in (label, *rivals):
+            if name not in labels:
+                check.fail(("head_to_head", label), f"head_to_head names {name!r}, which is not a curation label",
+                           f"use some of: {', '.join(labels)}")
+        if label in rivals:
+            check.fail(("head_to_head", label), f"head_to_head tests {label!r} against itself", "drop it from its list")
+        out[str(label)] = list(dict.fromkeys(rivals))
+    return out
 
 
 def _settings(raw: dict, check: _Checker, labels: tuple[str, ...]) -> tuple[list[dict], dict[str, list], dict]:

@@ -52,6 +52,9 @@ PROVENANCE_COLUMNS = ("colakit_version", "git_commit", "git_dirty", "config_hash
 OPTIONAL_COLUMNS = ("flag_reason", "representativeness_centred", *PROVENANCE_COLUMNS)
 REQUIRED_COLUMNS = tuple(c for c in RESULT_COLUMNS if c not in OPTIONAL_COLUMNS)
 TIMING_COLUMNS = ("curate_s", "compress_s", "eval_s")  # wall times (s): they differ between reruns of a cell
+# head_to_head.csv: one row per (compression, settings, curation, rival, metric kind), from grid.table.head_to_head
+HEAD_TO_HEAD_COLUMNS = ("compression", "settings", "curation", "versus", "metric_kind", "seeds", "tasks", "mean",
+                        "versus_mean", "delta", "ci_low", "ci_high", "stderr", "p_value", "p_adjusted", "significant")
 
 
 def calib_name(grid: GridConfig, cell: Cell) -> str:
@@ -80,6 +83,10 @@ class RunDir:
     @property
     def results_parquet(self) -> Path:
         return self.root / "results.parquet"
+
+    @property
+    def head_to_head_csv(self) -> Path:
+        return self.root / "head_to_head.csv"
 
     # the dense model
     @property

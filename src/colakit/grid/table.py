@@ -3,6 +3,10 @@
 Each compressed model is compared with the dense one (retention) and, paired on the same items, with
 the baseline curation's model of the same compression, settings and seed; the paired p-values are
 corrected for multiple comparisons across the whole grid (Holm), so "significant" means it.
+
+A config's ``head_to_head`` adds head_to_head.csv: a curation against each rival on the headline's
+mean retention, pooled over the seeds both finished (``evaluate.compare_mean_retention``), Holm-corrected
+over every row of a metric kind. One test of the mean has the power that seven per-task tests split.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ import pyarrow.parquet as pq
 from colakit.cache import atomic_path
 from colakit.curate.pipeline import CurateConfig
 from colakit.curate.score import SCORE_KEYS
-from colakit.evaluate import compare, compare_models, paired_rows, read_results, retention_rows
+from colakit.evaluate import (
+    compare, compare_mean_retention, compare_models, paired_rows, read_results, retention_rows,
+)
 from colakit.evaluate.stats import adjust_pvalues
 from colakit.grid.config import Cell, GridConfig
-from colakit.grid.rundir import PROVENANCE_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TIMING_COLUMNS, RunDir, calib_name
+from colakit.grid.rundir import (
+    HEAD_TO_HEAD_COLUMNS, PROVENANCE_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, TIMING_COLUMNS, RunDir, calib_name,
+)
 
 ALPHA = 0.05
 ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
@@ -73,15 +81,58 @@ def build_rows(rundir: str | Path, grid: GridConfig, configs: Mapping[str, Curat
     return [{c: row.get(c, "") for c in RESULT_COLUMNS} for row in rows]
 
 
-def write_table(rundir: str | Path, grid: GridConfig, configs: Mapping[str, CurateConfig]) -> list[dict]:
-    """results.csv and results.parquet in ``rundir`` (atomic)."""
+def head_to_head(rundir: str | Path, grid: GridConfig, metric_kinds=("likelihood", "accuracy")) -> list[dict]:
+    """head_to_head.csv's rows: each ``grid.head_to_head`` pair per compression and settings point, on the
+    seeds where both cells finished; none for a pair without such a seed."""
     run = RunDir(rundir)
-    rows = build_rows(run.root, grid, configs)
-    with atomic_path(run.results_csv) as tmp:
+    if not grid.head_to_head or not run.dense_eval.exists():
+        return []
+    dense = read_results(run.dense_eval)
+    cache: dict[str, dict | None] = {}
+
+    def results(cell: Cell) -> dict | None:
+        if cell.id not in cache:
+            status = _read(run.cell_json(cell.id)) or {}
+            cache[cell.id] = read_results(run.cell_eval(cell.id)) if status.get("status") == "ok" else None
+        return cache[cell.id]
+
+    rows = []
+    for curation, rivals in grid.head_to_head.items():
+        for rival in rivals:
+            for compression in grid.compression:
+                for point in grid.settings:
+                    pairs = [(a, b) for seed in grid.seeds
+                             if (a := results(grid.cell(curation, compression, point, seed))) is not None
+                             and (b := results(grid.cell(rival, compression, point, seed))) is not None]
+                    for kind in metric_kinds if pairs else ():
+                        t = compare_mean_retention(pairs, dense, metric_kind=kind, seed=grid.evaluate["seed"])
+                        rows.append({"compression": compression, "curation": curation, "versus": rival,
+                                     "settings": json.dumps(point, sort_keys=True) if point else "",
+                                     "metric_kind": kind, "seeds": t["seeds"], "tasks": len(t["tasks"]),
+                                     "mean": t["mean_a"], "versus_mean": t["mean_b"],
+                                     **{k: t[k] for k in ("delta", "ci_low", "ci_high", "stderr", "p_value")}})
+    for kind in metric_kinds:
+        mine = [r for r in rows if r["metric_kind"] == kind]
+        for r, p_adj in zip(mine, adjust_pvalues([r["p_value"] for r in mine], method="holm")):
+            r.update(p_adjusted=p_adj, significant=bool(p_adj < ALPHA))
+    return rows
+
+
+def _write_csv(path: Path, columns, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
+            writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
+
+
+def write_table(rundir: str | Path, grid: GridConfig, configs: Mapping[str, CurateConfig]) -> list[dict]:
+    """results.csv and results.parquet in ``rundir`` (atomic), and head_to_head.csv when the config asks."""
+    run = RunDir(rundir)
+    rows = build_rows(run.root, grid, configs)
+    _write_csv(run.results_csv, RESULT_COLUMNS, rows)
+    if grid.head_to_head:
+        _write_csv(run.head_to_head_csv, HEAD_TO_HEAD_COLUMNS, head_to_head(run.root, grid))
     typed = [{k: (None if v == "" else v) for k, v in r.items()} for r in rows]
     schema = pa.schema([(name, ARROW_TYPES[kind]) for name, kind in RESULT_SCHEMA])
     table = pa.Table.from_pylist(typed, schema=schema) if typed else pa.table({c: [] for c in RESULT_COLUMNS})

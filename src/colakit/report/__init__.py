@@ -8,6 +8,8 @@ The run directory contract:
 - ``results.csv``: one row per cell x task x metric (columns in ``colakit.grid.rundir.RESULT_COLUMNS``;
   ``OPTIONAL_COLUMNS`` may be missing in older runs; a failed cell is one row with status "failed",
   its error and no task);
+- ``head_to_head.csv`` (when the config has ``head_to_head``): one row per compression, settings
+  point, curation, rival and metric kind (``colakit.grid.rundir.HEAD_TO_HEAD_COLUMNS``);
 - ``cells/<cell>/activation_map.json`` (some cells): the candidate pool projected to 2-D, with
   the source and whether it was selected for each point.
 

@@ -738,6 +738,56 @@ def fraction_of_best(run: Run, metric_kind: str = "likelihood") -> list[Fraction
     return out
 
 
+@dataclass(frozen=True)
+class HeadToHead:
+    """One row of head_to_head.csv: a curation against a rival on the headline's mean retention,
+    paired over the evaluation's items and pooled over the seeds both finished."""
+
+    compression: str
+    settings: str  # the settings point as JSON ("" for none)
+    curation: str
+    versus: str
+    metric_kind: str
+    seeds: int
+    tasks: int
+    mean: float
+    versus_mean: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    stderr: float
+    p_value: float
+    p_adjusted: float
+    significant: bool
+
+    def line(self) -> str:
+        """``gptq-w4: balanced vs cola: +0.004 mean retention (0.937 vs 0.933), 95% CI [...], ...``"""
+        where = self.compression + (f" ({self.settings})" if self.settings else "")
+        verdict = (("better" if self.delta > 0 else "worse") + ", significant" if self.significant
+                   else "within the noise")
+        return (f"{where}: {self.curation} vs {self.versus}: {self.delta:+.3f} mean retention ({self.mean:.3f} vs "
+                f"{self.versus_mean:.3f}), 95% CI [{self.ci_low:+.3f}, {self.ci_high:+.3f}], Holm-corrected p "
+                f"{self.p_adjusted:.3g} ({self.seeds} seed{'s' if self.seeds != 1 else ''} x {self.tasks} tasks): "
+                f"{verdict}")
+
+
+def head_to_head(run: Run, metric_kind: str = "likelihood") -> list[HeadToHead]:
+    """The run's head_to_head.csv rows of ``metric_kind`` (none when the config asked for none)."""
+    path = RunDir(run.root).head_to_head_csv
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["metric_kind"] == check_metric_kind(metric_kind)]
+    ints, floats = ("seeds", "tasks"), ("mean", "versus_mean", "delta", "ci_low", "ci_high", "p_value", "p_adjusted")
+    return [HeadToHead(**{k: int(v) if k in ints else float(v) if k in floats else bool(_bool(v))
+                          if k == "significant" else v for k, v in r.items()}) for r in rows]
+
+
+HEAD_TO_HEAD_NOTE = ("the config's head_to_head pairs on the mean retention over capabilities (as in the table "
+                     "above), averaged over the seeds both finished; items resampled per task, the same for "
+                     "both sets and every seed (paired bootstrap, 2,000 resamples); p Holm-corrected over these rows")
+
+
 FRACTION_NOTE = ("each task's mean retention over that of the single source (random windows of one source) "
                  "that kept the most on it; 1.0 = as good as the best single source, min = the lowest over the "
                  "tasks (flagged tasks left out)")

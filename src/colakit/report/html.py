@@ -344,6 +344,21 @@ def _task_details(run: d.Run) -> str:
             "standard error for one seed; p adj.: the range over seeds).</p>" + "".join(out))
 
 
+def _head_to_head(run: d.Run, metric_kind: str) -> str:
+    duels = d.head_to_head(run, metric_kind)
+    if not duels:
+        return _note("None asked for: a config's head_to_head: {CURATION: [RIVAL, ...]} adds them.")
+    head = ["<th>compression</th>", "<th>curation</th>", "<th>versus</th>",
+            *(f'<th class="num">{h}</th>' for h in ("mean", "rival's", "delta", "95% CI", "p (Holm)", "seeds"))]
+    rows = [f"<tr><td>{esc(h.compression + (' ' + h.settings if h.settings else ''))}</td><td>{esc(h.curation)}</td>"
+            f"<td>{esc(h.versus)}</td>" + _num(d.fmt(h.mean)) + _num(d.fmt(h.versus_mean)) + _num(f"{h.delta:+.3f}")
+            + _num(f"[{h.ci_low:+.3f}, {h.ci_high:+.3f}]")
+            + _num(f"{h.p_adjusted:.3g}" + (" *" if h.significant else "")) + _num(str(h.seeds)) + "</tr>"
+            for h in duels]
+    note = f"{d.HEAD_TO_HEAD_NOTE[0].upper()}{d.HEAD_TO_HEAD_NOTE[1:]}; * significant at 0.05."
+    return _note(note) + _table(head, rows)
+
+
 def _fractions(run: d.Run, metric_kind: str) -> str:
     blocks = d.fraction_of_best(run, metric_kind)
     if not blocks:
@@ -375,6 +390,7 @@ def render_html(run: d.Run, metric_kind: str = "likelihood", cell: str | None = 
         ("charts", "Retention by curation method", _bars(run, scores, colors)),
         ("activation-map", "Activation-space map", _activation_map(run, map_cell)),
         ("sweeps", "Sweeps", _sweeps(run, scores, colors)),
+        ("head-to-head", "Head to head", _head_to_head(run, metric_kind)),
         ("fractions", "Fraction of the best single source", _fractions(run, metric_kind)),
         ("proxy", "Proxy scores vs measured retention", _proxy(run, scores)),
         ("failed", f"Failed cells ({len(run.failed_cells)})", _failed(run)),

@@ -119,6 +119,10 @@ def render_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
     found = d.verdicts(run, metric_kind)
     if found:
         out += ["## Against the baseline", "", *(f"- {v.line()}" for v in found), ""]
+    duels = d.head_to_head(run, metric_kind)
+    if duels:
+        out += ["## Head to head", "", f"{d.HEAD_TO_HEAD_NOTE[0].upper()}{d.HEAD_TO_HEAD_NOTE[1:]}.", "",
+                *(f"- {h.line()}" for h in duels), ""]
     per_task = task_markdown(run, metric_kind)
     if per_task:
         out += ["## Retention per task", "",
