@@ -397,6 +397,11 @@ def test_fraction_of_the_best_single_source_per_task(tmp_path):
     assert "Fraction of the best single source" in render_html(run)
     one_source = load_run(write_rundir(tmp_path / "one", [r for r in rows if r["curation"] != "code"]))
     assert d.fraction_of_best(one_source) == [] and "## Fraction" not in render_markdown(one_source)
+    # a second compression with one single source so far gets no block of its own
+    sparse = [{**r, "cell": r["cell"].replace("gptq", "sparse"), "compression": "sparsegpt-50"} for r in rows
+              if r["curation"] != "code"]
+    mixed = load_run(write_rundir(tmp_path / "mixed", rows + sparse, {"baseline": "wiki"}))
+    assert [b.compression for b in d.fraction_of_best(mixed)] == ["gptq-w4"]
 
 
 def test_head_to_head_rows_reach_the_summary_the_page_and_the_cli(tmp_path):

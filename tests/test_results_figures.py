@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from report_rundir import fabricate_rundir
+from report_rundir import fabricate_rundir, write_rundir
 
 from colakit.provenance import defaults_digests
 
@@ -125,3 +125,33 @@ def test_snapshot_copies_what_the_figures_need(site, tmp_path):
     shutil.rmtree(tmp_path / "copy")
     with pytest.raises(SystemExit, match="lacks run.json, results.csv"):
         tool.snapshot(tmp_path / "nothing", tmp_path / "copy")
+
+
+def test_a_fraction_of_the_best_single_source_is_a_figure(tmp_path):
+    rows = [{"cell": f"{cur}__g__s0", "status": "ok", "curation": cur, "curation_method": method, "sources": src,
+             "compression": "gptq-w4", "seed": 0, "task": task, "capability": "LM", "metric": "perplexity",
+             "metric_kind": "perplexity", "value": 20 / r, "dense_value": 20, "retention": r, "flagged": "False"}
+            for cur, method, src, wiki, code in (("wiki", "random", "wiki", 0.8, 0.5),
+                                                 ("code", "random", "code", 0.6, 0.7),
+                                                 ("mix", "mix-uniform", "wiki,code", 0.76, 0.63))
+            for task, r in (("ppl_wiki", wiki), ("ppl_code", code))]
+    write_rundir(tmp_path / "results" / "r", rows, {"baseline": "wiki"})
+    tool = _tool()
+    assert tool.render(tmp_path, "results/r", "fraction", ["gptq-w4", "mix"]) == "0.900 (ppl_code)"
+    assert tool.render(tmp_path, "results/r", "fraction", ["gptq-w4", "mix", "ppl_wiki"]) == "0.950"
+    with pytest.raises(ValueError, match="no fractions for 'nope'"):
+        tool.render(tmp_path, "results/r", "fraction", ["gptq-w4", "nope"])
+    with pytest.raises(ValueError, match="0 fraction blocks for sparsegpt"):
+        tool.render(tmp_path, "results/r", "fraction", ["sparsegpt", "mix"])
+
+
+def test_a_proxy_scores_rho_within_a_compression_is_a_figure(site):
+    from colakit.report.data import cell_scores, load_run, score_correlations
+    from colakit.report.markdown import rho_text
+
+    tool = _tool()
+    run = load_run(site / "results" / "grid")
+    (proxy,) = [c for c in score_correlations(run, cell_scores(run)) if c.score == "proxy"]
+    assert tool.render(site, "results/grid", "rho", ["proxy", "gptq-w4"]) == rho_text(*proxy.by_compression["gptq-w4"])
+    with pytest.raises(ValueError, match="no rho of 'nope' within 'gptq-w4'"):
+        tool.render(site, "results/grid", "rho", ["nope", "gptq-w4"])

@@ -16,7 +16,9 @@ with mean retention), ``verdicts`` (one line per curation against the baseline, 
 prints them), ``head-to-head`` (the config's head_to_head tests, a line each), ``verdict COMPRESSION
 CURATION`` (that line alone), ``mean COMPRESSION CURATION [CAPABILITY]`` (mean retention, ± its
 spread), ``delta COMPRESSION CURATION`` (mean retention minus the baseline's), ``task COMPRESSION
-CURATION TASK`` (one task's retention), ``made`` (the version, commit and config that made the run);
+CURATION TASK`` (one task's retention), ``fraction COMPRESSION CURATION [TASK]`` (of the best single
+source: on TASK, or the lowest and its task), ``rho SCORE COMPRESSION`` (one proxy score's Spearman rho
+with mean retention within a compression), ``made`` (the version, commit and config that made the run);
 ``KEY=VALUE`` picks a swept setting (``mean gptq-w4 cola seq_len=256``).
 
 ``check`` fails (exit 1), naming the file, the figure and the fix, when a generated figure differs
@@ -66,9 +68,10 @@ def _run(root: Path, file: str):
     return load_run(path)
 
 
-def _pick(items, run, compression: str, curation: str, settings: dict, what: str):
-    """The one item of (compression, curation) whose swept settings include ``settings``."""
-    found = [x for x in items if (x.compression, x.curation) == (compression, curation)
+def _pick(items, run, compression: str, curation: str, settings: dict, what: str, curation_free: bool = False):
+    """The one item of (compression, curation) whose swept settings include ``settings`` (``curation_free``:
+    items of a whole compression block, which have no curation)."""
+    found = [x for x in items if x.compression == compression and (curation_free or x.curation == curation)
              and settings.items() <= dict(x.settings).items()]
     if len(found) != 1:
         raise ValueError(f"{len(found)} {what} for {compression} x {curation} {settings or ''} in {run.root.name} "
@@ -103,6 +106,23 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
         metric = {task: r.metric for (_, task), r in d.select_rows(run).items()}
         rows = [t for t in d.task_details(run) if t.task == args[2] and t.metric == metric.get(args[2])]
         return d.fmt_value(_pick(rows, run, *args[:2], settings, f"{args[2]} rows").retention)
+    if kind == "rho" and len(args) == 2:  # one score's Spearman rho with mean retention within one compression
+        from colakit.report.markdown import rho_text
+
+        found = {c.score: c for c in d.score_correlations(run, d.cell_scores(run))}
+        if args[0] not in found or args[1] not in found[args[0]].by_compression:
+            raise ValueError(f"no rho of {args[0]!r} within {args[1]!r} in {file} (scores: {', '.join(found)}; "
+                             f"compressions: {', '.join(run.compressions)})")
+        return rho_text(*found[args[0]].by_compression[args[1]])
+    if kind == "fraction" and len(args) in (2, 3):  # of the best single source: one task's, or the lowest and where
+        block = _pick(d.fraction_of_best(run), run, args[0], "", settings, "fraction blocks", curation_free=True)
+        fractions = block.fractions.get(args[1])
+        if not fractions:
+            raise ValueError(f"no fractions for {args[1]!r} in {file} (curations: {', '.join(block.fractions)})")
+        if len(args) == 3:
+            return d.fmt(fractions[args[2]])
+        task = min(fractions, key=fractions.get)
+        return f"{d.fmt(fractions[task])} ({task})"
     if kind in ("mean", "delta", "verdict") and len(args) >= 2:
         if kind in ("verdict", "delta"):
             verdict = _pick(d.verdicts(run), run, *args[:2], settings, "verdicts")
@@ -113,8 +133,8 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
             raise ValueError(f"no {column!r} column in {file}'s headline")
         return d.fmt_value(entry.value)
     raise ValueError(f"unknown figure {kind!r} {' '.join(args)} (kinds: headline, tasks, fractions, proxies, verdicts, "
-                     "head-to-head, verdict, mean, delta, task, made; mean/delta/verdict take COMPRESSION CURATION, "
-                     "task also TASK)")
+                     "head-to-head, verdict, mean, delta, task, fraction, rho, made; mean/delta/verdict/fraction take "
+                     "COMPRESSION CURATION, task also TASK, fraction optionally TASK)")
 
 
 def stale_parts(meta: dict) -> list[str]:

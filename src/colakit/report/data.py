@@ -714,7 +714,7 @@ def single_source_curations(run: Run) -> list[str]:
 
 
 def fraction_of_best(run: Run, metric_kind: str = "likelihood") -> list[FractionOfBest]:
-    """``FractionOfBest`` blocks, one per compression and setting; none with fewer than two single sources."""
+    """``FractionOfBest`` blocks, one per compression and setting that has two single sources or more."""
     singles = set(single_source_curations(run))
     if len(singles) < 2:
         return []
@@ -728,6 +728,8 @@ def fraction_of_best(run: Run, metric_kind: str = "likelihood") -> list[Fraction
         for t in rows:
             if t.curation in singles and (t.task not in best or t.retention.mean > best[t.task][1]):
                 best[t.task] = (t.curation, t.retention.mean)
+        if len({t.curation for t in rows if t.curation in singles}) < 2:
+            continue  # one single source in this block: every fraction would be against itself
         tasks = [task for task in _unique(t.task for t in rows) if task in best and best[task][1] > 0]
         fractions: dict[str, dict[str, float]] = {}
         for t in rows:

@@ -13,7 +13,7 @@ def _escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def _rho(rho: float | None, p: float | None, n: int) -> str:
+def rho_text(rho: float | None, p: float | None, n: int) -> str:
     return f"{rho:.3f} (p {p:.2g}, n {n})" if rho is not None else f"n/a (n {n})"
 
 
@@ -96,8 +96,8 @@ def proxy_markdown(run: d.Run, scores: d.CellScores) -> str:
     comps = [c for c in run.compressions if any(c in corr.by_compression for corr in correlations)]
     out = ["| score | all cells | " + " | ".join(map(_escape, comps)) + " |", "|---|" + "---:|" * (1 + len(comps))]
     for c in correlations:
-        cells = [_rho(c.rho, c.p_value, len(c.points)),
-                 *(_rho(*c.by_compression[k]) if k in c.by_compression else "" for k in comps)]
+        cells = [rho_text(c.rho, c.p_value, len(c.points)),
+                 *(rho_text(*c.by_compression[k]) if k in c.by_compression else "" for k in comps)]
         out.append(f"| {c.score} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
