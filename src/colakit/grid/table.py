@@ -98,7 +98,8 @@ def head_to_head(rundir: str | Path, grid: GridConfig, metric_kinds=("likelihood
 
     rows = []
     for curation, rivals in grid.head_to_head.items():
-        for rival in rivals:
+        # a grid narrowed in code (``grid.curation.pop``) keeps its head_to_head: pairs it dropped are skipped
+        for rival in (r for r in rivals if curation in grid.curation and r in grid.curation):
             for compression in grid.compression:
                 for point in grid.settings:
                     pairs = [(a, b) for seed in grid.seeds
