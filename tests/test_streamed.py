@@ -267,3 +267,31 @@ def test_compress_from_the_command_line_streams_and_records_its_peak_memory(tmp_
     report = json.loads((tmp_path / "o" / "compression.json").read_text())
     assert report["loading"] == "streamed" and report["peak_memory"]["host_rss_peak_mib"] > 0
     assert len(report["block_seconds"]) == 2
+
+
+@pytest.mark.parametrize("stored, target, kept", [
+    (torch.bfloat16, torch.float32, True),   # widens exactly: copied as stored
+    (torch.float32, torch.float32, True),
+    (torch.float16, torch.bfloat16, False),  # cast, chunk by chunk
+    (torch.float32, torch.float16, False),
+    (torch.int64, torch.float32, True),      # not floating: as stored
+])
+def test_tensors_outside_the_blocks_are_copied_in_chunks_as_loading_would_give_them(stored, target, kept, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from colakit.compress.streamed import ShardWriter
+    from colakit.model.checkpoint import Checkpoint
+
+    value = (torch.randn(37, 11, generator=torch.Generator().manual_seed(0)) * 100).to(stored)
+    (tmp_path / "src").mkdir()
+    save_file({"model.embed_tokens.weight": value, "other": torch.ones(3)}, str(tmp_path / "src" / "model.safetensors"))
+    expected = value if kept else value.to(target)
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "theirs").mkdir()
+    ShardWriter(tmp_path / "ours", 1).copy("model.embed_tokens.weight", Checkpoint(tmp_path / "src"), target, chunk=50)
+    ShardWriter(tmp_path / "theirs", 1).write({"model.embed_tokens.weight": expected})
+    name = "model-00001-of-00001.safetensors"
+    copied = load_file(str(tmp_path / "ours" / name))["model.embed_tokens.weight"]
+    assert copied.dtype == expected.dtype and torch.equal(copied, expected)
+    # the very file safetensors' own writer makes
+    assert (tmp_path / "ours" / name).read_bytes() == (tmp_path / "theirs" / name).read_bytes()

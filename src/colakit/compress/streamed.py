@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import struct
 from pathlib import Path
 
 import torch
@@ -39,13 +40,51 @@ class ShardWriter:
         self.weight_map: dict[str, str] = {}
         self.total = 0
 
-    def write(self, tensors: dict[str, torch.Tensor]) -> None:
+    def _next(self, names, size: int) -> Path:
         self.count += 1
         name = f"model-{self.count:05d}-of-{self.shards:05d}.safetensors"
+        self.weight_map.update(dict.fromkeys(names, name))
+        self.total += size
+        return self.directory / name
+
+    def write(self, tensors: dict[str, torch.Tensor]) -> None:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        save_file(tensors, str(self.directory / name), metadata={"format": "pt"})
-        self.weight_map.update(dict.fromkeys(tensors, name))
-        self.total += sum(t.numel() * t.element_size() for t in tensors.values())
+        path = self._next(tensors, sum(t.numel() * t.element_size() for t in tensors.values()))
+        save_file(tensors, str(path), metadata={"format": "pt"})
+
+    def copy(self, name: str, checkpoint: Checkpoint, dtype: torch.dtype, chunk: int = 64 * 2**20) -> None:
+        """Tensor ``name`` from ``checkpoint`` into a shard of its own, ``chunk`` bytes at a time.
+
+        Written here rather than with ``save_file``: that takes the tensor in memory, and reading it
+        from the file maps it, so a copy of an 8B model's embedding (2 GiB in float32) or Gemma-3's
+        (640 MiB) would be resident whole. Plain reads keep one chunk resident. A tensor stored
+        narrower than ``dtype`` in a type it widens exactly (bfloat16 or float16 to float32) stays
+        as stored: loading it in ``dtype`` gives the very values loading the widened copy would, at
+        half the bytes; any other floating tensor is cast to ``dtype`` as loading does."""
+        source, code, shape, begin, end = checkpoint.span(name)
+        stored = _DTYPES.get(code)
+        if stored is None:
+            raise ColakitError(f"tensor {name!r} in {source} has dtype {code}, which colakit cannot copy",
+                               "re-save the model in float32, bfloat16 or float16")
+        target = dtype if stored.is_floating_point and not _widens_exactly(stored, dtype) else stored
+        width = stored.itemsize
+        size = (end - begin) // width * target.itemsize
+        path = self._next([name], size)
+        header = json.dumps({"__metadata__": {"format": "pt"}, name: {
+            "dtype": _CODES[target], "shape": shape, "data_offsets": [0, size]}}, separators=(",", ":")).encode()
+        header += b" " * (-len(header) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+        step = max(1, chunk // width) * width  # whole elements, so a chunk casts on its own
+        with open(source, "rb") as src, open(path, "wb") as out:
+            out.write(struct.pack("<Q", len(header)) + header)
+            src.seek(begin)
+            for start in range(begin, end, step):
+                buffer = bytearray(min(step, end - start))
+                if src.readinto(buffer) != len(buffer):
+                    raise ColakitError(f"{source} ends inside tensor {name!r}",
+                                       "the file is truncated: download or save the model again")
+                if target != stored:
+                    buffer = torch.frombuffer(buffer, dtype=stored).to(target).view(torch.uint8).numpy()
+                out.write(buffer)
 
     def close(self) -> None:
         if self.count != self.shards:
@@ -112,16 +151,15 @@ def outside_blocks(model: nn.Module) -> list[str]:
 
 
 def copy_outside(names: list[str], checkpoint: Checkpoint, dtype: torch.dtype, writer: ShardWriter) -> None:
-    """Copy each tensor outside the blocks to its own shard, one at a time (an 8B model's embedding
-    is 2 GB in float32). A tensor stored narrower than ``dtype`` in a type it widens exactly
-    (bfloat16 or float16 to float32) stays as stored: loading it in ``dtype`` gives the very values
-    loading the widened copy would, at half the bytes; any other is cast to ``dtype`` as loading does."""
+    """Copy each tensor outside the blocks to its own shard, a chunk at a time (``ShardWriter.copy``)."""
     for name in names:
-        value = checkpoint.read(name, copy=False)  # only read: no copy beside the one the writer makes
-        if value.is_floating_point() and not _widens_exactly(value.dtype, dtype):
-            value = value.to(dtype)
-        writer.write({name: value})
-        del value
+        writer.copy(name, checkpoint, dtype)
+
+
+_CODES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+          torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2", torch.int64: "I64", torch.int32: "I32",
+          torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}  # the format's names
+_DTYPES = {code: dtype for dtype, code in _CODES.items()}
 
 
 def _widens_exactly(stored: torch.dtype, target: torch.dtype) -> bool:

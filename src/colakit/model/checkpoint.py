@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from pathlib import Path
 
 import torch
@@ -129,6 +130,19 @@ class Checkpoint:
             raise ColakitError(f"cannot read tensor {stored!r} from {file} ({err})",
                                "the file is damaged: download or save the model again") from err
         return torch.cat(parts)
+
+    def span(self, name: str) -> tuple[Path, str, list[int], int, int]:
+        """Where tensor ``name``'s bytes lie: (file, safetensors dtype code, shape, first byte, end
+        byte), from the file's header, for a caller that copies them without mapping the file."""
+        stored = self.name_of(name)
+        if stored is None:
+            self.require([name])
+        file = self.where[stored]
+        with open(file, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            entry = json.loads(f.read(length))[stored]
+        begin, end = entry["data_offsets"]
+        return file, entry["dtype"], entry["shape"], 8 + length + begin, 8 + length + end
 
     def count(self, names) -> int:
         """Elements in the tensors ``names`` (those the checkpoint holds)."""
