@@ -52,7 +52,7 @@ class ShardWriter:
         path = self._next(tensors, sum(t.numel() * t.element_size() for t in tensors.values()))
         save_file(tensors, str(path), metadata={"format": "pt"})
 
-    def copy(self, name: str, checkpoint: Checkpoint, dtype: torch.dtype, chunk: int = 64 * 2**20) -> None:
+    def copy(self, name: str, checkpoint: Checkpoint, dtype: torch.dtype, chunk: int = 16 * 2**20) -> None:
         """Tensor ``name`` from ``checkpoint`` into a shard of its own, ``chunk`` bytes at a time.
 
         Written here rather than with ``save_file``: that takes the tensor in memory, and reading it
@@ -74,17 +74,17 @@ class ShardWriter:
             "dtype": _CODES[target], "shape": shape, "data_offsets": [0, size]}}, separators=(",", ":")).encode()
         header += b" " * (-len(header) % 8)  # the data starts 8-byte aligned, as safetensors writes it
         step = max(1, chunk // width) * width  # whole elements, so a chunk casts on its own
+        buffer = memoryview(bytearray(min(step, end - begin)))  # one buffer, reused
         with open(source, "rb") as src, open(path, "wb") as out:
             out.write(struct.pack("<Q", len(header)) + header)
             src.seek(begin)
             for start in range(begin, end, step):
-                buffer = bytearray(min(step, end - start))
-                if src.readinto(buffer) != len(buffer):
+                part = buffer[:min(step, end - start)]
+                if src.readinto(part) != len(part):
                     raise ColakitError(f"{source} ends inside tensor {name!r}",
                                        "the file is truncated: download or save the model again")
-                if target != stored:
-                    buffer = torch.frombuffer(buffer, dtype=stored).to(target).view(torch.uint8).numpy()
-                out.write(buffer)
+                out.write(part if target == stored else
+                          torch.frombuffer(part, dtype=stored).to(target).view(torch.uint8).numpy())
 
     def close(self) -> None:
         if self.count != self.shards:
