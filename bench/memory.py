@@ -26,7 +26,8 @@ Next to each compress peak the script prints the target formula of issue 20: one
 (compute dtype) + its Hessians as the engine allocates them (a float32 [in, in] per linear, and
 one per KV head group for the value projection, both methods' default) + the calibration
 activations (block inputs and dense outputs: 2 x n x seq_len x hidden x 4 bytes) + 1 GiB. The
-embeddings are read whole for the input capture and copied whole: their size is printed too.
+embeddings' size is printed too: the input capture reads only the rows the calibration ids use,
+and the copy to the output goes a 16 MiB chunk at a time, so neither holds them whole.
 """
 
 from __future__ import annotations
