@@ -84,13 +84,19 @@ def test_ctrl_c_exits_130(tmp_path):
     """An interrupted evaluation stops with exit code 130 (what shells report for SIGINT) and no traceback."""
     proc = subprocess.Popen([sys.executable, "-m", "colakit", "evaluate", "--model", "smollm2-135m", "--suite",
                              "quick", "--out", str(tmp_path / "eval.json")], stderr=subprocess.PIPE, text=True,
-                            env={**ENV, "COLAKIT_PROGRESS_INTERVAL": "0.5"})
-    deadline = time.time() + 240
-    for line in proc.stderr:  # wait until a task is being scored (not a library's start-up)
-        if "evaluate: task" in line or time.time() > deadline:
-            break
-    proc.send_signal(signal.SIGINT)
-    _, rest = proc.communicate(timeout=120)
+                            env={**ENV, "COLAKIT_PROGRESS_INTERVAL": "0.5"},
+                            # a shell without job control starts background jobs with SIGINT ignored,
+                            # and Python keeps it so: give the child the default, as a terminal would
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 240
+        for line in proc.stderr:  # wait until a task is being scored (not a library's start-up)
+            if "evaluate: task" in line or time.time() > deadline:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # never left running (a full evaluation) if the test fails
     assert proc.returncode == 130, rest
     assert "Traceback" not in rest
     assert not (tmp_path / "eval.json").exists()  # nothing half-written in its place
