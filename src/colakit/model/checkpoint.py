@@ -94,19 +94,17 @@ class Checkpoint:
                     "the checkpoint is incomplete, or names its tensors differently from this transformers "
                     "version: re-save it with save_pretrained")
 
-    def read(self, name: str, copy: bool = True) -> torch.Tensor:
-        """Tensor ``name`` read from its file (only its own bytes are read). ``copy=False``: the
-        tensor safetensors returns, backed by the file's pages, for a caller that only reads it."""
+    def read(self, name: str) -> torch.Tensor:
+        """Tensor ``name`` read from its file (only its own bytes are read), in memory of its own."""
         stored = self.name_of(name)
         if stored is None:
             self.require([name])
         file = self.where[stored]
         try:
             with safe_open(str(file), "pt") as f:
-                # a copy by default: the tensor safetensors returns maps the whole file for as long
-                # as it lives (and the engine writes into weights in place: never into the file's pages)
-                tensor = f.get_tensor(stored)
-                return tensor.clone() if copy else tensor
+                # a copy: the tensor safetensors returns maps the whole file for as long as it
+                # lives (and the engine writes into weights in place: never into the file's pages)
+                return f.get_tensor(stored).clone()
         except SafetensorError as err:
             raise ColakitError(f"cannot read tensor {stored!r} from {file} ({err})",
                                "the file is damaged: download or save the model again") from err
