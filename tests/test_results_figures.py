@@ -155,3 +155,21 @@ def test_a_proxy_scores_rho_within_a_compression_is_a_figure(site):
     assert tool.render(site, "results/grid", "rho", ["proxy", "gptq-w4"]) == rho_text(*proxy.by_compression["gptq-w4"])
     with pytest.raises(ValueError, match="no rho of 'nope' within 'gptq-w4'"):
         tool.render(site, "results/grid", "rho", ["nope", "gptq-w4"])
+
+
+def test_a_rho_over_some_curations_uses_only_their_cells(site):
+    from colakit.report.data import cell_scores, load_run, score_correlations, spearman
+    from colakit.report.markdown import rho_text
+
+    tool = _tool()
+    run = load_run(site / "results" / "grid")
+    (proxy,) = [c for c in score_correlations(run, cell_scores(run)) if c.score == "proxy"]
+    some = run.curations[:2]
+    mine = [(x, y) for cell, x, y in proxy.points
+            if run.cells[cell].compression == "gptq-w4" and run.cells[cell].curation in some]
+    assert 0 < len(mine) < len(proxy.points)
+    got = tool.render(site, "results/grid", "rho", ["proxy", "gptq-w4", *some])
+    assert got == rho_text(*spearman([x for x, _ in mine], [y for _, y in mine]), len(mine))
+    assert got.endswith(f"n {len(mine)})")
+    with pytest.raises(ValueError, match="no curation 'nope'"):
+        tool.render(site, "results/grid", "rho", ["proxy", "gptq-w4", "nope"])

@@ -17,8 +17,8 @@ prints them), ``head-to-head`` (the config's head_to_head tests, a line each), `
 CURATION`` (that line alone), ``mean COMPRESSION CURATION [CAPABILITY]`` (mean retention, ± its
 spread), ``delta COMPRESSION CURATION`` (mean retention minus the baseline's), ``task COMPRESSION
 CURATION TASK`` (one task's retention), ``fraction COMPRESSION CURATION [TASK]`` (of the best single
-source: on TASK, or the lowest and its task), ``rho SCORE COMPRESSION`` (one proxy score's Spearman rho
-with mean retention within a compression), ``made`` (the version, commit and config that made the run);
+source: on TASK, or the lowest and its task), ``rho SCORE COMPRESSION [CURATION ...]`` (one proxy score's
+Spearman rho with mean retention within a compression, over the cells of the named curations if any), ``made`` (the version, commit and config that made the run);
 ``KEY=VALUE`` picks a swept setting (``mean gptq-w4 cola seq_len=256``).
 
 ``check`` fails (exit 1), naming the file, the figure and the fix, when a generated figure differs
@@ -106,14 +106,22 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
         metric = {task: r.metric for (_, task), r in d.select_rows(run).items()}
         rows = [t for t in d.task_details(run) if t.task == args[2] and t.metric == metric.get(args[2])]
         return d.fmt_value(_pick(rows, run, *args[:2], settings, f"{args[2]} rows").retention)
-    if kind == "rho" and len(args) == 2:  # one score's Spearman rho with mean retention within one compression
+    if kind == "rho" and len(args) >= 2:  # one score's Spearman rho with mean retention within one compression
         from colakit.report.markdown import rho_text
 
         found = {c.score: c for c in d.score_correlations(run, d.cell_scores(run))}
         if args[0] not in found or args[1] not in found[args[0]].by_compression:
             raise ValueError(f"no rho of {args[0]!r} within {args[1]!r} in {file} (scores: {', '.join(found)}; "
                              f"compressions: {', '.join(run.compressions)})")
-        return rho_text(*found[args[0]].by_compression[args[1]])
+        if len(args) == 2:
+            return rho_text(*found[args[0]].by_compression[args[1]])
+        # over the cells of some curations only (e.g. the single sources): a question the report does not ask
+        unknown = [c for c in args[2:] if c not in run.curations]
+        if unknown:
+            raise ValueError(f"no curation {unknown[0]!r} in {file} (curations: {', '.join(run.curations)})")
+        points = [(x, y) for cell, x, y in found[args[0]].points
+                  if run.cells[cell].compression == args[1] and run.cells[cell].curation in args[2:]]
+        return rho_text(*d.spearman([x for x, _ in points], [y for _, y in points]), len(points))
     if kind == "fraction" and len(args) in (2, 3):  # of the best single source: one task's, or the lowest and where
         block = _pick(d.fraction_of_best(run), run, args[0], "", settings, "fraction blocks", curation_free=True)
         fractions = block.fractions.get(args[1])
@@ -134,7 +142,7 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
         return d.fmt_value(entry.value)
     raise ValueError(f"unknown figure {kind!r} {' '.join(args)} (kinds: headline, tasks, fractions, proxies, verdicts, "
                      "head-to-head, verdict, mean, delta, task, fraction, rho, made; mean/delta/verdict/fraction take "
-                     "COMPRESSION CURATION, task also TASK, fraction optionally TASK)")
+                     "COMPRESSION CURATION, task also TASK, fraction optionally TASK; rho takes SCORE COMPRESSION [CURATION ...])")
 
 
 def stale_parts(meta: dict) -> list[str]:
