@@ -17,8 +17,9 @@ prints them), ``head-to-head`` (the config's head_to_head tests, a line each), `
 CURATION`` (that line alone), ``mean COMPRESSION CURATION [CAPABILITY]`` (mean retention, ± its
 spread), ``delta COMPRESSION CURATION`` (mean retention minus the baseline's), ``task COMPRESSION
 CURATION TASK`` (one task's retention), ``fraction COMPRESSION CURATION [TASK]`` (of the best single
-source: on TASK, or the lowest and its task), ``rho SCORE COMPRESSION [CURATION ...]`` (one proxy score's
-Spearman rho with mean retention within a compression, over the cells of the named curations if any), ``made`` (the version, commit and config that made the run);
+source: on TASK, or the lowest and its task), ``rho SCORE COMPRESSION [CURATION ...]`` (one proxy
+score's Spearman rho with mean retention within a compression, over the cells of the named curations
+if any), ``made`` (the version, commit and config that made the run);
 ``KEY=VALUE`` picks a swept setting (``mean gptq-w4 cola seq_len=256``).
 
 ``check`` fails (exit 1), naming the file, the figure and the fix, when a generated figure differs
@@ -119,9 +120,7 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
         unknown = [c for c in args[2:] if c not in run.curations]
         if unknown:
             raise ValueError(f"no curation {unknown[0]!r} in {file} (curations: {', '.join(run.curations)})")
-        points = [(x, y) for cell, x, y in found[args[0]].points
-                  if run.cells[cell].compression == args[1] and run.cells[cell].curation in args[2:]]
-        return rho_text(*d.spearman([x for x, _ in points], [y for _, y in points]), len(points))
+        return rho_text(*d.rho_within(run, found[args[0]].points, args[1], args[2:]))
     if kind == "fraction" and len(args) in (2, 3):  # of the best single source: one task's, or the lowest and where
         block = _pick(d.fraction_of_best(run), run, args[0], "", settings, "fraction blocks", curation_free=True)
         fractions = block.fractions.get(args[1])

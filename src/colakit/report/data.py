@@ -595,13 +595,18 @@ def score_correlations(run: Run, scores: CellScores) -> list[Correlation]:
         if not points:
             continue
         rho, p = spearman([x for _, x, _ in points], [y for _, _, y in points])
-        by_comp = {}
-        for comp in run.compressions:
-            mine = [(x, y) for cell, x, y in points if run.cells[cell].compression == comp]
-            if mine:
-                by_comp[comp] = (*spearman([x for x, _ in mine], [y for _, y in mine]), len(mine))
+        by_comp = {comp: found for comp in run.compressions if (found := rho_within(run, points, comp))[2]}
         out.append(Correlation(name, points, rho, p, by_comp))
     return out
+
+
+def rho_within(run: Run, points: list[tuple[str, float, float]], compression: str,
+               curations: list[str] | None = None) -> tuple[float | None, float | None, int]:
+    """Spearman (rho, p, n) of the (cell, score, mean retention) ``points`` of one compression, over the
+    cells of ``curations`` only if given."""
+    mine = [(x, y) for cell, x, y in points if run.cells[cell].compression == compression
+            and (curations is None or run.cells[cell].curation in curations)]
+    return (*spearman([x for x, _ in mine], [y for _, y in mine]), len(mine))
 
 
 @dataclass(frozen=True)
