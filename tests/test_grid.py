@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -263,6 +264,22 @@ def test_tiny_grid_end_to_end_with_a_failing_cell_and_resume(tiny_grid, monkeypa
     result = CliRunner().invoke(app, ["run", str(config), "--out", str(rundir), "--cells", "*gptq-w4*"])
     assert result.exit_code == 0, result.output
     assert (rundir / "results.csv").read_text() == before
+
+    # the snapshot kept in results/ resumes elsewhere: a copy of the evidence, no model, nothing redone
+    import importlib.util
+
+    import colakit.grid.runner as runner_mod
+
+    spec = importlib.util.spec_from_file_location("results_tool", Path(__file__).parents[1] / "tools" / "results.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.snapshot(rundir, tmp_path / "results" / "tiny")
+    tool.restore(tmp_path / "results" / "tiny", tmp_path / "again")
+    monkeypatch.setattr(runner_mod, "evaluate_model", boom)
+    result = CliRunner().invoke(app, ["run", str(config), "--out", str(tmp_path / "again"), "--cells", "*gptq-w4*"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "again" / "results.csv").read_text() == before
+    assert (tmp_path / "again" / "head_to_head.csv").read_text() == (rundir / "head_to_head.csv").read_text()
 
 
 @pytest.mark.integration

@@ -108,23 +108,73 @@ def test_dirty_results_are_noted_and_bad_markers_named(site):
     assert "results/none is not a results snapshot" in problems[1]
 
 
-def test_snapshot_copies_what_the_figures_need(site, tmp_path):
+def test_snapshot_keeps_the_evidence_and_not_the_models(site, tmp_path):
     tool = _tool()
-    tool.snapshot(site / "results" / "grid", tmp_path / "copy")
-    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["results.csv", "run.json"]
-    shutil.rmtree(tmp_path / "copy")
+    run = site / "results" / "grid"
     from colakit.grid.rundir import HEAD_TO_HEAD_COLUMNS
     from colakit.report.data import head_to_head, load_run
 
     row = "gptq-w4,,cola,zipcal,likelihood,3,7,0.93,0.92,0.01,-0.002,0.02,0.005,0.04,0.08,False"
-    (site / "results" / "grid" / "head_to_head.csv").write_text(",".join(HEAD_TO_HEAD_COLUMNS) + "\n" + row + "\n")
-    (duel,) = head_to_head(load_run(site / "results" / "grid"))  # written when a config asks
+    (run / "head_to_head.csv").write_text(",".join(HEAD_TO_HEAD_COLUMNS) + "\n" + row + "\n")
+    (duel,) = head_to_head(load_run(run))  # written when a config asks
     assert tool.render(site, "results/grid", "head-to-head", []) == f"\n- {duel.line()}\n"
-    tool.snapshot(site / "results" / "grid", tmp_path / "copy")
-    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["head_to_head.csv", "results.csv", "run.json"]
-    shutil.rmtree(tmp_path / "copy")
+    cell = next(p.name for p in (run / "cells").iterdir())
+    (run / "cells" / cell / "eval.json").write_text("{}")
+    (run / "cells" / cell / "eval.json.parts").mkdir()
+    (run / "cells" / cell / "eval.json.parts" / "arc_easy.json").write_text("{}")
+    (run / "cells" / cell / "model").mkdir()
+    (run / "cells" / cell / "model" / "model.safetensors").write_bytes(b"weights")
+    (run / "cells" / f".{cell}.lock").touch()
+    (run / "results.parquet").write_bytes(b"parquet")
+    tool.snapshot(run, tmp_path / "copy")
+    kept = sorted(str(p.relative_to(tmp_path / "copy")) for p in (tmp_path / "copy").rglob("*") if p.is_file())
+    assert {"run.json", "results.csv", "head_to_head.csv", f"cells/{cell}/eval.json",
+            f"cells/{cell}/activation_map.json"} <= set(kept)
+    assert not [k for k in kept if "model" in k.split("/") or ".parts" in k or ".lock" in k or "parquet" in k]
+    (run / "cells" / cell / "activation_map.json").unlink()
+    tool.snapshot(run, tmp_path / "copy")  # a snapshot is replaced whole
+    assert not (tmp_path / "copy" / "cells" / cell / "activation_map.json").exists()
     with pytest.raises(SystemExit, match="lacks run.json, results.csv"):
         tool.snapshot(tmp_path / "nothing", tmp_path / "copy")
+
+
+def test_a_snapshots_cell_records_must_agree_with_its_table(site):
+    import csv
+
+    tool = _tool()
+    run = site / "results" / "grid"
+    tool.process(site, write=True)
+    assert tool.process(site)[0] == []
+    rows = {r["cell"]: r for r in csv.DictReader(open(run / "results.csv"))}
+    for cell, r in rows.items():  # the records a real run writes beside its table
+        (run / "cells" / cell).mkdir(parents=True, exist_ok=True)
+        (run / "cells" / cell / "cell.json").write_text(json.dumps(
+            {"cell": cell, "status": r["status"], "config_hash": r.get("config_hash", "")}))
+    assert tool.process(site)[0] == []
+    cell = sorted(rows)[0]
+    record = json.loads((run / "cells" / cell / "cell.json").read_text())
+    (run / "cells" / cell / "cell.json").write_text(json.dumps({**record, "status": "failed"}))
+    (problem,) = tool.process(site)[0]
+    assert f"cell {cell}'s status is 'failed' in cell.json" in problem and "snapshot the run directory again" in problem
+
+
+def test_restore_gives_a_run_directory_and_never_overwrites(site, tmp_path):
+    tool = _tool()
+    run = site / "results" / "grid"
+    with pytest.raises(SystemExit, match="holds no cells"):
+        tool.restore(run, tmp_path / "again")
+    cell = next(p.name for p in (run / "cells").iterdir())
+    (run / "cells" / cell / "cell.json").write_text('{"status": "ok"}')
+    tool.restore(run, tmp_path / "again")
+    assert (tmp_path / "again" / "cells" / cell / "cell.json").read_text() == '{"status": "ok"}'
+    assert (tmp_path / "again" / "results.csv").read_bytes() == (run / "results.csv").read_bytes()
+    tool.restore(run, tmp_path / "again")  # the same files again: nothing to do
+    (tmp_path / "again" / "cells" / cell / "cell.json").write_text('{"status": "failed"}')
+    (tmp_path / "again" / "results.csv").unlink()
+    with pytest.raises(SystemExit, match=f"other contents \\(e.g. cells/{cell}/cell.json\\)"):
+        tool.restore(run, tmp_path / "again")
+    assert not (tmp_path / "again" / "results.csv").exists()  # nothing copied before the refusal
+    assert (tmp_path / "again" / "cells" / cell / "cell.json").read_text() == '{"status": "failed"}'
 
 
 def test_a_fraction_of_the_best_single_source_is_a_figure(tmp_path):

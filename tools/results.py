@@ -8,9 +8,11 @@ is generated (markers are HTML comments: GitHub does not show them)::
     <!-- /results -->
     COLA keeps <!-- results results/demo mean gptq-w4 cola -->0.901<!-- /results --> ...   inline
 
-A results file is a run directory snapshot (``run.json`` + ``results.csv``, and ``head_to_head.csv``
-when the config asked for it, as ``colakit run`` wrote them), kept in the repository under ``results/``
-by ``snapshot``. Kinds: ``headline`` (table), ``tasks`` (retention per task), ``fractions`` (each
+A results file is a run directory snapshot, kept in the repository under ``results/`` by ``snapshot``:
+the figures read its ``run.json``, ``results.csv`` and ``head_to_head.csv`` (when the config asked for
+it), as ``colakit run`` wrote them. A snapshot also keeps the rest of the run's evidence (each cell's
+record, per-item evaluation and compression report, the calibration sets; no models), so ``restore``
+gives a later session a run directory that ``colakit run`` resumes with more seeds. Kinds: ``headline`` (table), ``tasks`` (retention per task), ``fractions`` (each
 task's retention over the best single source's), ``proxies`` (Spearman's rho of the proxy scores
 with mean retention), ``verdicts`` (one line per curation against the baseline, as ``colakit report``
 prints them), ``head-to-head`` (the config's head_to_head tests, a line each), ``verdict COMPRESSION
@@ -28,9 +30,11 @@ digest of the defaults behind each part of a result (``colakit.provenance.defaul
 curation, evaluation, each compression and curation method), and a file whose digests for the parts
 it used differ from the code's was made with other defaults than the code now has. A change that
 moves no default (a refactor, a new method) leaves every file current; a results file made from a
-tree with uncommitted changes is reported, not failed.
+tree with uncommitted changes is reported, not failed. It also fails when a snapshot's cell records
+disagree with its results.csv (status, config digest, commit).
 
     python tools/results.py snapshot runs/demo results/demo    # after `colakit run configs/demo.yaml`
+    python tools/results.py restore results/q3 runs/q3         # then `colakit run configs/q3.yaml --out runs/q3 --seeds 2`
     python tools/results.py write                               # regenerate every marked figure
     python tools/results.py check                               # what CI runs
 """
@@ -48,8 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs")
 MARKER = re.compile(r"<!-- results (?P<file>\S+) (?P<kind>[\w-]+)(?P<args>[^>]*?) -->(?P<body>.*?)<!-- /results -->",
                     re.S)
-SNAPSHOT_FILES = ("run.json", "results.csv")
-OPTIONAL_SNAPSHOT_FILES = ("head_to_head.csv",)  # written when the config has head_to_head
+SNAPSHOT_FILES = ("run.json", "results.csv")  # what a snapshot needs; it keeps all the run's evidence
 
 
 def documents(root: Path = ROOT) -> list[Path]:
@@ -194,6 +197,7 @@ def process(root: Path = ROOT, write: bool = False) -> tuple[list[str], list[str
             doc.write_text(new, encoding="utf-8")
             notes.append(f"wrote {rel}")
     for file, where in seen.items():
+        problems += evidence_problems(root, file)
         meta = json.loads((root / file / "run.json").read_text())
         stale = stale_parts(meta)
         if stale:
@@ -208,14 +212,75 @@ def process(root: Path = ROOT, write: bool = False) -> tuple[list[str], list[str
 
 
 def snapshot(rundir: Path, dest: Path) -> None:
-    """Copy what the figures need from a run directory (run.json, results.csv) to ``dest``."""
+    """Copy a run directory's evidence (``RunDir.evidence_files``: run.json, results.csv, each cell's
+    record, evaluation and compression report, the calibration sets; no models) to ``dest``. The figures
+    read run.json and results.csv; the rest lets a later session add seeds or cells to the run
+    (``restore``, then ``colakit run``) and keeps the per-item results the paired tests need."""
+    from colakit.grid.rundir import RunDir
+
     missing = [f for f in SNAPSHOT_FILES if not (rundir / f).is_file()]
     if missing:
         raise SystemExit(f"error: {rundir} lacks {', '.join(missing)}: pass a finished `colakit run` directory")
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in SNAPSHOT_FILES + tuple(f for f in OPTIONAL_SNAPSHOT_FILES if (rundir / f).is_file()):
-        shutil.copyfile(rundir / f, dest / f)
+    files = RunDir(rundir).evidence_files()
+    tmp = dest.with_name(f".{dest.name}.tmp")  # a snapshot is replaced whole: no cell of an older run stays
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel in files:
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(rundir / rel, tmp / rel)
+    from colakit.cache import replace_dir
+
+    replace_dir(tmp, dest)
+    print(f"{dest}: {len(files)} files", file=sys.stderr)
     print(dest)
+
+
+def restore(source: Path, rundir: Path) -> None:
+    """Copy snapshot ``source`` into run directory ``rundir``, so ``colakit run`` resumes it (adds seeds,
+    cells) without redoing what the snapshot holds. A file already in ``rundir`` is left as it is when it
+    has the same bytes; one that differs stops the restore before anything is copied."""
+    from colakit.grid.rundir import RunDir
+
+    if not (source / "run.json").is_file():
+        raise SystemExit(f"error: {source} is not a results snapshot (no run.json): pass e.g. results/pareto")
+    files = RunDir(source).evidence_files()
+    if not any(source.glob("cells/*/cell.json")):
+        raise SystemExit(f"error: {source} holds no cells (a snapshot made before snapshots kept the evidence): "
+                         "it cannot be resumed; run its config again")
+    clash = [rel for rel in files if (rundir / rel).exists() and (rundir / rel).read_bytes() != (source / rel).read_bytes()]
+    if clash:
+        raise SystemExit(f"error: {rundir} already has {len(clash)} of these files with other contents "
+                         f"(e.g. {clash[0]}): restore into a new directory, or move {rundir} aside")
+    for rel in files:
+        if not (rundir / rel).exists():
+            (rundir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / rel, rundir / rel)
+    print(f"{rundir}: {len(files)} files from {source}; resume with `colakit run CONFIG --out {rundir}`",
+          file=sys.stderr)
+
+
+def evidence_problems(root: Path, file: str) -> list[str]:
+    """Where a snapshot's table and its cells' records disagree (none when it keeps no cells)."""
+    import csv
+
+    path = root / file
+    if not any(path.glob("cells/*/cell.json")):  # a snapshot made before snapshots kept the cells' records
+        return []
+    problems = []
+    with open(path / "results.csv", newline="") as fh:
+        table = {r["cell"]: r for r in csv.DictReader(fh)}
+    for cell, row in table.items():
+        record = path / "cells" / cell / "cell.json"
+        if not record.is_file():
+            problems.append(f"{file}: results.csv has cell {cell} but cells/{cell}/cell.json is missing")
+            continue
+        made = json.loads(record.read_text())
+        for key in ("status", "config_hash", "git_commit"):
+            if row.get(key) and str(made.get(key, "")) != row[key]:
+                problems.append(f"{file}: cell {cell}'s {key} is {made.get(key)!r} in cell.json, {row[key]!r} in "
+                                "results.csv")
+    if problems:
+        problems[-1] += ": snapshot the run directory again (`python tools/results.py snapshot RUNDIR DEST`)"
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,12 +288,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("write", help="regenerate every marked figure in README.md and docs/")
     sub.add_parser("check", help="fail when a figure differs from its results file, or the file is stale")
-    snap = sub.add_parser("snapshot", help="copy RUNDIR's run.json and results.csv to DEST (e.g. results/demo)")
+    snap = sub.add_parser("snapshot", help="copy RUNDIR's evidence (no models) to DEST (e.g. results/demo)")
     snap.add_argument("rundir", type=Path)
     snap.add_argument("dest", type=Path)
+    back = sub.add_parser("restore", help="copy snapshot SOURCE into RUNDIR, for `colakit run` to resume")
+    back.add_argument("source", type=Path)
+    back.add_argument("rundir", type=Path)
     args = parser.parse_args(argv)
     if args.command == "snapshot":
         snapshot(args.rundir, args.dest)
+        return 0
+    if args.command == "restore":
+        restore(args.source, args.rundir)
         return 0
     problems, notes = process(ROOT, write=args.command == "write")
     for line in notes:

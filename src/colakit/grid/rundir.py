@@ -16,6 +16,9 @@ RUNDIR layout (each file written atomically, so a killed run resumes where it st
     cells/<cell>/model/           the compressed model, while it is evaluated (kept with keep_models)
     results.csv, results.parquet  the tidy table: one row per cell x task x metric kind (RESULT_COLUMNS)
 
+What stays once the run is done, less the models and checkpoints (``RunDir.evidence_files``), is the
+run's evidence: ``tools/results.py snapshot`` keeps it under results/, and a copy resumes.
+
 Runs sharing RUNDIR split the work through file locks: ``cells/.<cell>.lock`` (a cell locked by another
 run is passed by), ``calib/.<calib>.lock`` and ``dense/.lock`` (waited for, so each set is curated
 and the dense model evaluated once). Ray workers (``colakit run --executor ray``) are such runs:
@@ -142,3 +145,17 @@ class RunDir:
 
     def cell_lock(self, cell_id: str) -> Path:
         return self.cells / f".{cell_id}.lock"
+
+    def evidence_files(self) -> list[Path]:
+        """The files that record what the run did and found, relative to the root: all but the compressed
+        models, the per-task checkpoints of finished evaluations (``*.parts``), results.parquet (results.csv
+        rewritten) and dot-files (locks, temporaries). A copy of them is a run directory that ``colakit
+        run`` resumes without redoing a finished cell, and that ``colakit report`` reads."""
+        models = {self.cell_model(p.name) for p in self.cells.iterdir()} if self.cells.is_dir() else set()
+        out = []
+        for path in sorted(self.root.rglob("*")):
+            rel = path.relative_to(self.root)
+            if (path.is_file() and path != self.results_parquet and not models.intersection(path.parents)
+                    and not any(part.startswith(".") or part.endswith(".parts") for part in rel.parts)):
+                out.append(rel)
+        return out
