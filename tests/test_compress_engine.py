@@ -139,6 +139,35 @@ def test_linears_fed_one_tensor_share_their_statistics_which_equal_their_own():
     assert got[True]["self_attn.q_proj"].shape[0] == int(batch.mask.sum())  # padding rows left out
 
 
+def test_a_linear_sharing_an_input_allocates_no_statistics_of_its_own(monkeypatch):
+    """k, v and up read q's and gate's input: their Hessians would be copies, so none is made (an 8B block: 192 MiB)."""
+    made = []
+    original = gptq_module.GPTQ.make_stats
+
+    def counting(self, columns, device):
+        made.append(columns)
+        return original(self, columns, device)
+
+    monkeypatch.setattr(gptq_module.GPTQ, "make_stats", counting)
+    model = tiny_model("llama")
+    ids, mask = calibration()
+    layout = find_decoder(model)
+    config = CompressionConfig("gptq", bits=4, group_size=32, batch_size=2, value_hessian="tokens")
+    reference = tiny_model("llama")
+    compress(model, ids, mask, config)
+    per_block = len(made) // layout.num_layers
+    assert per_block == 4  # q (shared by k, v), o, gate (shared by up), down
+    # and the result is what every linear gathering its own statistics gives
+    from colakit.compress import runtime
+
+    hooks = runtime.input_hooks
+    monkeypatch.setattr(runtime, "input_hooks", lambda modules, state, sink, share_inputs: hooks(modules, state, sink))
+    compress(reference, ids, mask, config)
+    assert len(made) == layout.num_layers * (4 + 7)
+    for a, b in zip(pruned_linears(model), pruned_linears(reference)):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("bad,needle", [
     (dict(method="gptq", bits=4, group_size=48), "--group-size 32"),
     (dict(method="sparsegpt", sparsity=0.0), "outside (0, 1)"),
