@@ -120,3 +120,50 @@ def test_balanced_selector_plans_shares_and_clusters_inside_them():
     assert out.info["coverage_ratio"]["y"] == pytest.approx(1.0)
     with pytest.raises(ColakitError, match="probes_per_capability"):
         get_selector("balanced", probes_per_capability=0)
+
+
+def test_balanced_hessian_is_the_greedy_on_second_moment_transfer_risk():
+    """Each pick lowers the neediest capability's tr(M_S^-1 Sigma_c) most, as a direct computation finds."""
+    from colakit.curate.select.balanced_hessian import maxmin_transfer
+
+    rng = np.random.default_rng(1)
+    pool = rng.standard_normal((30, 6)).astype(np.float32)
+    pool[:10, :2] *= 4  # the first ten spread widely where x's probes do
+    probes = {"x": (rng.standard_normal((12, 6)) * [4, 4, 1, 1, 1, 1]).astype(np.float32),
+              "y": (rng.standard_normal((12, 6)) * [1, 1, 1, 1, 3, 3]).astype(np.float32)}
+    weights = {"x": 1.0, "y": 1.0}
+    picks, ratios = maxmin_transfer(pool, probes, weights, 8, ridge=0.1)
+
+    x = pool.astype(np.float64)
+    mean = x.mean(0)
+    cand = x - mean
+    lam = 0.1 * np.trace(cand.T @ cand / len(cand)) / 6
+    sigma = {c: (p - mean).T @ (p - mean) / len(p) for c, p in probes.items()}
+
+    def risk(rows, c):
+        m = (cand[rows].T @ cand[rows] / len(rows) if rows else 0) + lam * np.eye(6)
+        return np.trace(np.linalg.solve(m, sigma[c]))
+
+    full = {c: risk(list(range(30)), c) for c in probes}
+    chosen = []
+    for _ in range(8):
+        neediest = max(probes, key=lambda c: (1 - full[c] / risk(chosen, c), c == "x"))
+        rest = [i for i in range(30) if i not in chosen]
+        chosen.append(min(rest, key=lambda i: risk(chosen + [i], neediest)))
+    assert picks == chosen
+    assert ratios == {c: pytest.approx(full[c] / risk(chosen, c)) for c in probes}
+    assert sum(i < 10 for i in picks) >= 2  # x needs the mass only the wide ten put where its probes are
+    assert maxmin_transfer(pool, probes, weights, 8, ridge=0.1) == (picks, ratios)  # deterministic
+
+
+def test_balanced_hessian_selector_plans_shares_from_the_risk():
+    from colakit.curate.select import get_selector
+
+    pool, probes = _lopsided()
+    sel = get_selector("balanced-hessian", probes_per_capability=8)
+    assert sel.params()["ridge"] == 0.1 and "centre" not in sel.params() and sel.disjoint_probes
+    sel.plan(pool, ["A", "A", "A", "B"], probes, {"x": 1.0, "y": 1.0}, 2)
+    out = sel.select(list(range(4)), pool, 2, seed=0)
+    assert sum(out.info["shares"].values()) == 2 and set(out.info["risk_ratio"]) == {"x", "y"}
+    with pytest.raises(ColakitError, match="ridge"):
+        get_selector("balanced-hessian", ridge=0)
