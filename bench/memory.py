@@ -23,9 +23,10 @@ Each (model, stage) runs in a fresh subprocess, one at a time, and reports its o
   offloaded to disk, read in place).
 
 Next to each compress peak the script prints the target formula of issue 20: one block's weights
-(compute dtype) + its Hessians as the engine allocates them (a float32 [in, in] per linear, and
-one per KV head group for the value projection, both methods' default) + the calibration
-activations (block inputs and dense outputs: 2 x n x seq_len x hidden x 4 bytes) + 1 GiB. The
+(compute dtype) + its Hessians (a float32 [in, in] per linear, and one per KV head group for the
+value projection, both methods' default) + the calibration activations (block inputs and dense
+outputs: 2 x n x seq_len x hidden x 4 bytes) + 1 GiB. ``hessians_allocated`` is what the engine
+allocates of them: the linears that read the same input (k and v after q, up after gate) share one. The
 embeddings' size is printed too: the input capture reads only the rows the calibration ids use,
 and the copy to the output goes a 16 MiB chunk at a time, so neither holds them whole.
 """
@@ -147,11 +148,15 @@ def formula(model_dir: Path, method: str, n: int, seq_len: int, itemsize: int = 
     head_dim = getattr(c, "head_dim", None) or h // c.num_attention_heads
     q, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
     block = (h * q + 2 * h * kv + q * h + 3 * h * inter) * itemsize
-    ins = [h, h, h, q, h, h, inter]  # q k v o gate up down: one Hessian each, as allocated
+    ins = [h, h, h, q, h, h, inter]  # q k v o gate up down: one Hessian per linear, the issue's count
     # both methods build the value projection's Hessian per KV head group (value_hessian="attention")
-    hessians = sum(i * i for i in ins) * 4 + c.num_key_value_heads * h * h * 4
+    groups = c.num_key_value_heads * h * h * 4
+    hessians = sum(i * i for i in ins) * 4 + groups
+    # what the engine allocates: k and v share q's input (and so its Hessian), up shares gate's
+    allocated = (h * h + q * q + h * h + inter * inter) * 4 + groups
     act = 2 * n * seq_len * h * 4
-    return {"block": block, "hessians": hessians, "activations": act, "limit": block + hessians + act + GiB,
+    return {"block": block, "hessians": hessians, "hessians_allocated": allocated, "activations": act,
+            "limit": block + hessians + act + GiB,
             "embeddings": c.vocab_size * h * itemsize * (1 if c.tie_word_embeddings else 2)}
 
 
