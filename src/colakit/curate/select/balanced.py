@@ -91,10 +91,16 @@ class BalancedSelector(ColaSelector):
     def params(self) -> dict:
         return {k: v for k, v in super().params().items() if k != "source_selection"}
 
+    ratio_key = "coverage_ratio"  # the manifest's name for each capability's final ratio
+
+    def greedy(self, features, probes: dict, weights: dict[str, float], budget: int) -> tuple[list[int], dict]:
+        """(picks in order, each capability's final ratio): the max-min greedy that sets the shares."""
+        return maxmin_coverage(features, probes, weights, budget, self.centre)
+
     def plan(self, features, sources: list[str], probes: dict, weights: dict[str, float], budget: int) -> None:
-        chosen, ratios = maxmin_coverage(features, probes, weights, budget, self.centre)
+        chosen, ratios = self.greedy(features, probes, weights, budget)
         self._shares = source_shares(chosen, sources)
         self._sources = sources
-        self._plan_info = {"weights": weights, "shares": self._shares, "coverage_ratio": ratios,
+        self._plan_info = {"weights": weights, "shares": self._shares, self.ratio_key: ratios,
                            "probes_per_capability": {c: len(p) for c, p in probes.items()},
                            "greedy_coverage": proxy_scores(features[chosen], probes, weights).as_dict()}

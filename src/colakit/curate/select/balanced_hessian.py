@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from colakit.curate.coverage import proxy_scores, source_shares, weighted_capabilities
+from colakit.curate.coverage import weighted_capabilities
 from colakit.curate.select.balanced import BalancedSelector
 from colakit.curate.select.base import register
 from colakit.errors import ColakitError
@@ -90,10 +90,7 @@ class BalancedHessianSelector(BalancedSelector):
     def params(self) -> dict:
         return {k: v for k, v in super().params().items() if k != "centre"}
 
-    def plan(self, features, sources: list[str], probes: dict, weights: dict[str, float], budget: int) -> None:
-        chosen, ratios = maxmin_transfer(features, probes, weights, budget, self.ridge)
-        self._shares = source_shares(chosen, sources)
-        self._sources = sources
-        self._plan_info = {"weights": weights, "shares": self._shares, "risk_ratio": ratios,
-                           "probes_per_capability": {c: len(p) for c, p in probes.items()},
-                           "greedy_coverage": proxy_scores(features[chosen], probes, weights).as_dict()}
+    ratio_key = "risk_ratio"
+
+    def greedy(self, features, probes: dict, weights: dict[str, float], budget: int) -> tuple[list[int], dict]:
+        return maxmin_transfer(features, probes, weights, budget, self.ridge)
