@@ -12,8 +12,9 @@ A results file is a run directory snapshot, kept in the repository under ``resul
 the figures read its ``run.json``, ``results.csv`` and ``head_to_head.csv`` (when the config asked for
 it), as ``colakit run`` wrote them. A snapshot also keeps the rest of the run's evidence (each cell's
 record, per-item evaluation and compression report, the calibration sets; no models), so ``restore``
-gives a later session a run directory that ``colakit run`` resumes with more seeds. Kinds: ``headline`` (table), ``tasks`` (retention per task), ``fractions`` (each
-task's retention over the best single source's), ``proxies`` (Spearman's rho of the proxy scores
+gives a later session a run directory that ``colakit run`` resumes with more seeds. Kinds:
+``headline`` (table), ``tasks`` (retention per task), ``fractions`` (each task's retention over the
+best single source's), ``proxies`` (Spearman's rho of the proxy scores
 with mean retention), ``verdicts`` (one line per curation against the baseline, as ``colakit report``
 prints them), ``head-to-head`` (the config's head_to_head tests, a line each), ``verdict COMPRESSION
 CURATION`` (that line alone), ``mean COMPRESSION CURATION [CAPABILITY]`` (mean retention, ± its
@@ -34,7 +35,7 @@ tree with uncommitted changes is reported, not failed. It also fails when a snap
 disagree with its results.csv (status, config digest, commit).
 
     python tools/results.py snapshot runs/demo results/demo    # after `colakit run configs/demo.yaml`
-    python tools/results.py restore results/q3 runs/q3         # then `colakit run configs/q3.yaml --out runs/q3 --seeds 2`
+    python tools/results.py restore results/q3 runs/q3         # then: colakit run configs/q3.yaml --out runs/q3
     python tools/results.py write                               # regenerate every marked figure
     python tools/results.py check                               # what CI runs
 """
@@ -246,7 +247,8 @@ def restore(source: Path, rundir: Path) -> None:
     if not any(source.glob("cells/*/cell.json")):
         raise SystemExit(f"error: {source} holds no cells (a snapshot made before snapshots kept the evidence): "
                          "it cannot be resumed; run its config again")
-    clash = [rel for rel in files if (rundir / rel).exists() and (rundir / rel).read_bytes() != (source / rel).read_bytes()]
+    clash = [rel for rel in files
+             if (rundir / rel).exists() and (rundir / rel).read_bytes() != (source / rel).read_bytes()]
     if clash:
         raise SystemExit(f"error: {rundir} already has {len(clash)} of these files with other contents "
                          f"(e.g. {clash[0]}): restore into a new directory, or move {rundir} aside")
