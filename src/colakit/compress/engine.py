@@ -218,9 +218,9 @@ def _compress_linears(block, index, linears, batches, method) -> tuple[dict, lis
         # (k and v after q, up after gate) shares that one's and never allocates its own (three [4096, 4096]
         # float32 Hessians, 192 MiB, of an 8B model's block, at the peak of its forward). The first one
         # made says whether the method gathers any (rtn and magnitude do not: no hooks then).
-        first = next(iter(linears))
-        stats = {first: _make_stats(method, linears[first])}
-        gathering = linears if stats[first] is not None else {}
+        first = next(iter(linears), None)
+        stats = {first: _make_stats(method, linears[first])} if first is not None else {}
+        gathering = linears if stats.get(first) is not None else {}
 
         def gather(name: str, x: torch.Tensor) -> None:
             if name not in stats:
