@@ -2,7 +2,6 @@
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -266,13 +265,11 @@ def test_tiny_grid_end_to_end_with_a_failing_cell_and_resume(tiny_grid, monkeypa
     assert (rundir / "results.csv").read_text() == before
 
     # the snapshot kept in results/ resumes elsewhere: a copy of the evidence, no model, nothing redone
-    import importlib.util
+    from repo_tools import results_tool
 
     import colakit.grid.runner as runner_mod
 
-    spec = importlib.util.spec_from_file_location("results_tool", Path(__file__).parents[1] / "tools" / "results.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = results_tool()
     tool.snapshot(rundir, tmp_path / "results" / "tiny")
     tool.restore(tmp_path / "results" / "tiny", tmp_path / "again")
     monkeypatch.setattr(runner_mod, "evaluate_model", boom)

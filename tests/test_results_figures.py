@@ -1,27 +1,17 @@
 """tools/results.py: README/docs figures generated from results snapshots, and the check CI runs."""
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 from report_rundir import fabricate_rundir, write_rundir
+from repo_tools import ROOT, results_tool
 
 from colakit.provenance import defaults_digests
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("results_tool", ROOT / "tools" / "results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_the_repository_figures_match_their_results_files():
-    problems, _ = _tool().process(ROOT)
+    problems, _ = results_tool().process(ROOT)
     assert problems == []
 
 
@@ -45,7 +35,7 @@ def site(tmp_path):
 
 
 def test_write_fills_every_figure_and_check_then_passes(site):
-    tool = _tool()
+    tool = results_tool()
     problems, notes = tool.process(site)
     assert len(problems) == 5 and all("make results" in p for p in problems)  # empty figures
     problems, notes = tool.process(site, write=True)
@@ -66,7 +56,7 @@ def test_write_fills_every_figure_and_check_then_passes(site):
 
 
 def test_check_names_an_edited_figure(site):
-    tool = _tool()
+    tool = results_tool()
     tool.process(site, write=True)
     readme = site / "README.md"
     text = readme.read_text()
@@ -78,7 +68,7 @@ def test_check_names_an_edited_figure(site):
 
 
 def test_check_calls_a_file_made_with_other_defaults_stale(site):
-    tool = _tool()
+    tool = results_tool()
     tool.process(site, write=True)
     run_json = site / "results" / "grid" / "run.json"
     meta = json.loads(run_json.read_text())
@@ -94,7 +84,7 @@ def test_check_calls_a_file_made_with_other_defaults_stale(site):
 
 
 def test_dirty_results_are_noted_and_bad_markers_named(site):
-    tool = _tool()
+    tool = results_tool()
     tool.process(site, write=True)
     run_json = site / "results" / "grid" / "run.json"
     meta = json.loads(run_json.read_text())
@@ -109,7 +99,7 @@ def test_dirty_results_are_noted_and_bad_markers_named(site):
 
 
 def test_snapshot_keeps_the_evidence_and_not_the_models(site, tmp_path):
-    tool = _tool()
+    tool = results_tool()
     run = site / "results" / "grid"
     from colakit.grid.rundir import HEAD_TO_HEAD_COLUMNS
     from colakit.report.data import head_to_head, load_run
@@ -141,7 +131,7 @@ def test_snapshot_keeps_the_evidence_and_not_the_models(site, tmp_path):
 def test_a_snapshots_cell_records_must_agree_with_its_table(site):
     import csv
 
-    tool = _tool()
+    tool = results_tool()
     run = site / "results" / "grid"
     tool.process(site, write=True)
     assert tool.process(site)[0] == []
@@ -159,7 +149,7 @@ def test_a_snapshots_cell_records_must_agree_with_its_table(site):
 
 
 def test_restore_gives_a_run_directory_and_never_overwrites(site, tmp_path):
-    tool = _tool()
+    tool = results_tool()
     run = site / "results" / "grid"
     with pytest.raises(SystemExit, match="holds no cells"):
         tool.restore(run, tmp_path / "again")
@@ -186,7 +176,7 @@ def test_a_fraction_of_the_best_single_source_is_a_figure(tmp_path):
                                                  ("mix", "mix-uniform", "wiki,code", 0.76, 0.63))
             for task, r in (("ppl_wiki", wiki), ("ppl_code", code))]
     write_rundir(tmp_path / "results" / "r", rows, {"baseline": "wiki"})
-    tool = _tool()
+    tool = results_tool()
     assert tool.render(tmp_path, "results/r", "fraction", ["gptq-w4", "mix"]) == "0.900 (ppl_code)"
     assert tool.render(tmp_path, "results/r", "fraction", ["gptq-w4", "mix", "ppl_wiki"]) == "0.950"
     with pytest.raises(ValueError, match="no fractions for 'nope'"):
@@ -199,7 +189,7 @@ def test_a_proxy_scores_rho_within_a_compression_is_a_figure(site):
     from colakit.report.data import cell_scores, load_run, score_correlations
     from colakit.report.markdown import rho_text
 
-    tool = _tool()
+    tool = results_tool()
     run = load_run(site / "results" / "grid")
     (proxy,) = [c for c in score_correlations(run, cell_scores(run)) if c.score == "proxy"]
     assert tool.render(site, "results/grid", "rho", ["proxy", "gptq-w4"]) == rho_text(*proxy.by_compression["gptq-w4"])
@@ -211,7 +201,7 @@ def test_a_rho_over_some_curations_uses_only_their_cells(site):
     from colakit.report.data import cell_scores, load_run, score_correlations, spearman
     from colakit.report.markdown import rho_text
 
-    tool = _tool()
+    tool = results_tool()
     run = load_run(site / "results" / "grid")
     (proxy,) = [c for c in score_correlations(run, cell_scores(run)) if c.score == "proxy"]
     some = run.curations[:2]
