@@ -289,7 +289,7 @@ def test_report_refuses_to_replace_an_unrelated_file(cli, files):
     (["check-overlap", "{text}", "--n", "0"], ["n-gram length must be at least 1", "n=13"]),
     (["check-overlap", "{tmp}/nosuch.txt"], ["does not exist", "check the path"]),
     (["sources", "show", "{text}", "--field", "question"], ["--field"]),
-    (["curate", "--out", "{tmp}/set", "--method", "nosuch"], ["unknown curation method 'nosuch'", "available: balanced, balanced-hessian, cola"]),
+    (["curate", "--out", "{tmp}/set", "--method", "nosuch"], ["unknown curation method 'nosuch'", "available: balanced, balanced-hessian, balanced-trial, cola"]),
     (["curate", "--out", "{tmp}/set", "-p", "n_init"], ["cannot read --param 'n_init'", "NAME=VALUE"]),
     (["curate", "--out", "{tmp}/set", "--n", "-3"], ["--n -3 is not positive", "at least one sample"]),
     (["curate", "--out", "{tmp}/set", "--seq-len", "0"], ["--seq-len 0 is too short", "at least 8"]),

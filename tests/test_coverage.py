@@ -167,3 +167,72 @@ def test_balanced_hessian_selector_plans_shares_from_the_risk():
     assert sum(out.info["shares"].values()) == 2 and set(out.info["risk_ratio"]) == {"x", "y"}
     with pytest.raises(ColakitError, match="ridge"):
         get_selector("balanced-hessian", ridge=0)
+
+
+def test_balanced_trial_search_reaches_the_max_min_split_by_brute_force():
+    """Separable trial errors: each capability's error falls with its own source's windows only."""
+    import itertools
+
+    from colakit.curate.select.balanced_trial import search_shares
+
+    sources, alpha, budget = ["A", "B", "C"], {"A": 0.2, "B": 1.0, "C": 5.0}, 12
+    calls = []
+
+    def errors_of(counts):
+        calls.append(dict(counts))
+        return {("m", k.lower()): 1 / (1 + alpha[k] * counts[k]) for k in sources}
+
+    def worst(counts, pool=dict.fromkeys(sources, budget)):  # the largest deficit 1 - e*_c / e_c(n)
+        return max(1 - (1 + alpha[k] * counts[k]) / (1 + alpha[k] * pool[k]) for k in sources)
+
+    weights = dict.fromkeys("abc", 1.0)
+    counts, info = search_shares(sources, dict.fromkeys(sources, budget), errors_of, weights, budget, 4, 50)
+    splits = [dict(zip(sources, n)) for n in itertools.product(range(budget + 1), repeat=3) if sum(n) == budget]
+    assert sum(counts.values()) == budget
+    assert worst(counts) == pytest.approx(min(worst(s) for s in splits))
+    assert counts["A"] < counts["B"] <= counts["C"]  # A is near its best with few windows: it gives them up
+    assert info["champion"] == {"m/a": "A", "m/b": "B", "m/c": "C"} and info["search"][0]["counts"] == {
+        "A": 4, "B": 4, "C": 4}
+    assert all(b["worst_deficit"] < a["worst_deficit"] for a, b in zip(info["search"], info["search"][1:]))
+    pool = {"A": 12, "B": 12, "C": 3}  # C's pool is smaller than the share it would take
+    capped, _ = search_shares(sources, pool, errors_of, weights, budget, 4, 50)
+    assert capped["C"] <= 3 and sum(capped.values()) == budget
+    assert worst(capped, pool) == pytest.approx(min(worst(s, pool) for s in splits if s["C"] <= 3))
+    assert search_shares(sources, dict.fromkeys(sources, budget), errors_of, weights, budget, 4, 50)[0] == counts
+
+
+def test_balanced_trial_moments_and_errors_on_a_tiny_model():
+    """A set's moments summed from its windows' kept inputs equal one forward's; a capability's error
+    is lowest when the layers are compressed on its own moments."""
+    import torch
+    from tiny_models import tiny_model
+
+    from colakit.compress.methods.base import get_method
+    from colakit.curate.select.balanced_trial import (SetMoments, input_moments, trial_block_indices, trial_errors,
+                                                      window_inputs)
+    from colakit.model.layers import find_decoder
+
+    model = tiny_model("llama", layers=4)
+    layout = find_decoder(model)
+    blocks = trial_block_indices(4, 2)
+    assert blocks == [1, 3] and trial_block_indices(30, 4) == [3, 11, 18, 26]
+    rng = np.random.default_rng(0)
+    low = [rng.integers(0, 128, size=n).tolist() for n in (24, 32, 17)]  # two token ranges: two "domains"
+    high = [rng.integers(128, 256, size=32).tolist() for _ in range(3)]
+    kept = window_inputs(model, layout, blocks, low, pad_id=0)
+    assert [len(k[(1, "mlp_out")]) for k in kept] == [24, 32, 17]  # real tokens only
+    whole = input_moments(model, layout, blocks, low, pad_id=0)
+    first_two = input_moments(model, layout, blocks, low[:2], pad_id=0)
+    sets = SetMoments({"low": kept})
+    assert set(whole) == {(b, s) for b in blocks for s in ("attn_in", "attn_out", "mlp_in", "mlp_out")}
+    for counts, expected in (({"low": 3}, whole), ({"low": 2}, first_two), ({"low": 3}, whole)):
+        got = sets.of(counts)  # grown, shrunk and grown again: the same moments as one forward of those windows
+        for key in whole:
+            torch.testing.assert_close(got[key], expected[key], rtol=2e-2, atol=1e-3)
+    probes = {"low": whole, "high": input_moments(model, layout, blocks, high, pad_id=0)}
+    methods = [get_method("gptq")(bits=3, group_size=32), get_method("sparsegpt")()]
+    on_low = trial_errors(layout, blocks, methods, probes["low"], probes)
+    on_high = trial_errors(layout, blocks, methods, probes["high"], probes)
+    for m in ("gptq", "sparsegpt"):
+        assert on_low[(m, "low")] < on_high[(m, "low")] and on_high[(m, "high")] < on_low[(m, "high")]
+    assert trial_errors(layout, blocks, methods, probes["low"], probes) == on_low

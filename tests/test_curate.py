@@ -122,6 +122,27 @@ def test_balanced_draws_its_own_probes_disjoint_from_the_pool(tok):
     assert curate(cfg, tokenizer=tok).content_hash == calib.content_hash
 
 
+def test_balanced_trial_sets_shares_by_a_trial_compression(tok):
+    from dataclasses import replace
+
+    cfg = CurateConfig(sources=["c4", "code"], method="balanced-trial", n=6, seq_len=64, pool_per_source=12, seed=0,
+                       method_params={"probes_per_capability": 3, "trial_blocks": 1},
+                       features=FeatureConfig(layers="every:10", batch_size=16))
+    calib = curate(cfg, tokenizer=tok)
+    info = calib.manifest["selection_info"]
+    assert len(calib) == 6 and sum(info["shares"].values()) == 6
+    assert info["trial_methods"] == ["gptq", "sparsegpt"] and info["trial_blocks"] == [15]
+    assert set(info["champion"]) == {f"{m}/{c}" for m in ("gptq", "sparsegpt") for c in info["probes_per_capability"]}
+    assert set(info["champion"].values()) <= {"c4", "code"} and info["trials"] >= 3  # two alone, one mixed at least
+    deficits = [step["worst_deficit"] for step in info["search"]]
+    assert deficits == sorted(deficits, reverse=True) and len(set(deficits)) == len(deficits)
+    assert curate(cfg, tokenizer=tok).content_hash == calib.content_hash
+    only_gptq = curate(replace(cfg, compression="gptq"), tokenizer=tok).manifest["selection_info"]
+    assert only_gptq["trial_methods"] == ["gptq"]  # a set made for one method is judged by it alone
+    with pytest.raises(ColakitError, match="max_inputs_gib"):
+        curate(replace(cfg, method_params={"trial_blocks": 1, "max_inputs_gib": 1e-6}), tokenizer=tok)
+
+
 def test_cli_defaults_to_cola_over_the_general_sources(tmp_path, monkeypatch):
     # configs/general.yaml measured it (docs/results/general.md): COLA over these sources beat random C4 for SparseGPT and GPTQ
     import colakit.curate.pipeline as curate_mod

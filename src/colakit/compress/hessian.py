@@ -58,6 +58,11 @@ class HessianStats:
         self.xtx.addmm_(x.t(), x)
         self.count += x.shape[0]
 
+    def assign(self, h: torch.Tensor) -> None:
+        """Start from a known ``X^T X / n`` instead of batches (balanced-trial's mixtures of sources' moments)."""
+        self.xtx.copy_(h)
+        self.count, self._normalized = 1, False
+
     @property
     def hessian(self) -> torch.Tensor:
         """``X^T X / n``, once every batch is in: the sum is divided in place on first reading, so no
