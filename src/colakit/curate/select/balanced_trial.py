@@ -34,6 +34,10 @@ compressed on the dense model's inputs), and which windows inside a source stage
 takes a random subset). Memory: the kept inputs, ``sources x budget x seq_len x (3 hidden +
 intermediate) x 2 bytes`` per trial block (SmolLM2-135M, 6 sources, 32 x 256 tokens: 0.32 GB a
 block), checked before the forward pass.
+
+Measured on the default model at seed 0 (docs/results/pareto.md#balanced-trial-on-smollm2-135m-seed-0):
+not better. At the layer level math windows served code nearly as well as code's own, so code got
+1 window of 32, and after SparseGPT code perplexity kept no more than with ``balanced``'s 2.
 """
 
 from __future__ import annotations
@@ -55,7 +59,6 @@ from colakit.errors import ColakitError
 from colakit.model.hooks import forward_until_stop, stop_after
 from colakit.model.layers import DecoderLayout, find_decoder, in_features, weight_matrix
 
-SITES = ("attn_in", "attn_out", "mlp_in", "mlp_out")  # the distinct inputs of a block's linears
 DEFAULT_METHODS = ("gptq", "sparsegpt")
 
 log = logging.getLogger(__name__)
@@ -222,7 +225,7 @@ def search_shares(sources: list[str], available: dict[str, int], errors_of: Call
 
     counts = even_split(sources, available, budget)
     err = errors_of(counts)
-    log = [{"counts": dict(counts), "worst_deficit": worst(err)}]
+    path = [{"counts": dict(counts), "worst_deficit": worst(err)}]
     for _ in range(steps):
         d = deficits(err)
         needy = max(keys, key=lambda mc: (d[mc], -keys.index(mc)))
@@ -237,7 +240,7 @@ def search_shares(sources: list[str], available: dict[str, int], errors_of: Call
             e = errors_of(new)
             if worst(e) < worst(err) - 1e-12:  # the first move that lowers the largest deficit
                 counts, err = new, e
-                log.append({"counts": dict(counts), "worst_deficit": worst(err), "for": "/".join(needy)})
+                path.append({"counts": dict(counts), "worst_deficit": worst(err), "for": "/".join(needy)})
                 break
         else:
             if unit == 1:
@@ -246,7 +249,7 @@ def search_shares(sources: list[str], available: dict[str, int], errors_of: Call
     info = {"single_source_error": {k: _by_key(v) for k, v in single.items()},
             "champion": {"/".join(mc): k for mc, k in champion.items()},
             "fraction_of_best": _by_key({mc: best[mc] / err[mc] if err[mc] > 0 else 1.0 for mc in keys}),
-            "search": log}
+            "search": path}
     return counts, info
 
 
