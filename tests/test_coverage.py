@@ -176,10 +176,7 @@ def test_balanced_trial_search_reaches_the_max_min_split_by_brute_force():
     from colakit.curate.select.balanced_trial import search_shares
 
     sources, alpha, budget = ["A", "B", "C"], {"A": 0.2, "B": 1.0, "C": 5.0}, 12
-    calls = []
-
     def errors_of(counts):
-        calls.append(dict(counts))
         return {("m", k.lower()): 1 / (1 + alpha[k] * counts[k]) for k in sources}
 
     def worst(counts, pool=dict.fromkeys(sources, budget)):  # the largest deficit 1 - e*_c / e_c(n)

@@ -79,7 +79,7 @@ def site_linears(layout: DecoderLayout, index: int) -> dict[str, tuple[str, ...]
 def trial_block_indices(num_layers: int, count: int) -> list[int]:
     """``count`` blocks at the middles of equal slices of the depth (2 of 30: 7, 22; 4 of 30: 3, 11, 18, 26)."""
     if count < 1:
-        raise ColakitError(f"trial_blocks {count} is not positive", "use e.g. 4 (the default)")
+        raise ColakitError(f"trial_blocks {count} is not positive", "use e.g. 2 (the default)")
     count = min(count, num_layers)
     return sorted({int((2 * k + 1) * num_layers / (2 * count)) for k in range(count)})
 
