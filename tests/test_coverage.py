@@ -205,8 +205,8 @@ def test_balanced_trial_moments_and_errors_on_a_tiny_model():
     from tiny_models import tiny_model
 
     from colakit.compress.methods.base import get_method
-    from colakit.curate.select.balanced_trial import (SetMoments, input_moments, trial_block_indices, trial_errors,
-                                                      window_inputs)
+    from colakit.curate.select.balanced_trial import (DenseBlocks, SetMoments, input_moments, trial_block_indices,
+                                                      trial_errors, window_inputs)
     from colakit.model.layers import find_decoder
 
     model = tiny_model("llama", layers=4)
@@ -228,8 +228,9 @@ def test_balanced_trial_moments_and_errors_on_a_tiny_model():
             torch.testing.assert_close(got[key], expected[key], rtol=2e-2, atol=1e-3)
     probes = {"low": whole, "high": input_moments(model, layout, blocks, high, pad_id=0)}
     methods = [get_method("gptq")(bits=3, group_size=32), get_method("sparsegpt")()]
-    on_low = trial_errors(layout, blocks, methods, probes["low"], probes)
-    on_high = trial_errors(layout, blocks, methods, probes["high"], probes)
+    dense = DenseBlocks(layout, blocks, probes)
+    on_low = trial_errors(dense, methods, probes["low"])
+    on_high = trial_errors(dense, methods, probes["high"])
     for m in ("gptq", "sparsegpt"):
         assert on_low[(m, "low")] < on_high[(m, "low")] and on_high[(m, "high")] < on_low[(m, "high")]
-    assert trial_errors(layout, blocks, methods, probes["low"], probes) == on_low
+    assert trial_errors(dense, methods, probes["low"]) == on_low

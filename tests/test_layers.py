@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from colakit.errors import ColakitError
-from colakit.model.layers import find_decoder, weight_matrix
+from colakit.model.hooks import linear_input_hook
+from colakit.model.layers import INPUT_SITES, find_decoder, weight_matrix
 from tiny_models import tiny_model
 
 
@@ -53,3 +54,37 @@ def test_generic_fallback_finds_unusual_path():
 
     layout = find_decoder(Odd())
     assert layout.layers_path == "stack" and layout.num_layers == 3
+
+
+def test_input_sites_group_the_linears_by_shared_input_or_name_what_is_missing(family):
+    layout = find_decoder(tiny_model(family))
+    sites = layout.input_sites(0, "the fix")
+    assert tuple(sites) == INPUT_SITES and all(sites.values())
+    assert sorted(n for names in sites.values() for n in names) == sorted(layout.linears(0))
+
+    class Block(nn.Module):  # an MLP-only block: no attention linears
+        def __init__(self):
+            super().__init__()
+            self.mlp = nn.Module()
+            self.mlp.up_proj, self.mlp.down_proj = nn.Linear(4, 8), nn.Linear(8, 4)
+
+    class MlpOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stack = nn.ModuleList([Block()])
+
+    with pytest.raises(ColakitError) as err:
+        find_decoder(MlpOnly()).input_sites(0, "the fix")
+    assert "attn_in, attn_out, mlp_in" in str(err.value) and "the fix" in str(err.value)
+
+
+def test_linear_input_hook_lines_flattened_inputs_up_with_the_tokens():
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    got = []
+    lin = nn.Linear(4, 4)
+    lin.register_forward_pre_hook(linear_input_hook(mask, got.append, "the fix"))
+    lin(torch.randn(6, 4))  # OPT's MLP sees [B*T, C]
+    assert got[0].shape == (2, 3, 4)
+    with pytest.raises(ColakitError) as err:
+        lin(torch.randn(5, 4))
+    assert "(5, 4)" in str(err.value) and "the fix" in str(err.value)

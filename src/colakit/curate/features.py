@@ -40,8 +40,8 @@ from colakit.curate import process  # process.pad_right: the one padding rule (t
 from colakit.curate.pool import token_hash_update
 from colakit.errors import ColakitError
 from colakit.executors import LocalExecutor
-from colakit.model.hooks import forward_until_stop, stop_after
-from colakit.model.layers import find_decoder
+from colakit.model.hooks import forward_until_stop, linear_input_hook, stop_after
+from colakit.model.layers import INPUT_SITES, find_decoder
 from colakit.model.load import ModelHandle, load_model, resolve_device, resolve_dtype, resolve_model
 from colakit.model.placement import check_device_map, input_device, parse_max_memory
 from colakit.model.streamed import skeleton
@@ -57,10 +57,11 @@ def jl_dim(n_points: int, eps: float = 0.5) -> int:
 
 
 POOLINGS = ("mean", "moments")
-# Moments pooling reads the input of the first linear of each group that shares one input (the
-# BlockSpec roles): q/k/v (attention-norm output), o_proj (attention context), gate/up (MLP-norm
-# output), down_proj (MLP activation). Their X^T X are exactly the block's GPTQ/SparseGPT Hessians.
-MOMENT_SITES = ("attn_in", "attn_out", "mlp_in", "mlp_out")
+# Moments pooling reads the input of the first linear of each group that shares one input
+# (layers.INPUT_SITES: q/k/v, o_proj, gate/up, down_proj). Their X^T X are exactly the block's
+# GPTQ/SparseGPT Hessians.
+MOMENT_SITES = INPUT_SITES
+MOMENTS_FIX = "use --feature-pooling mean for this model"
 
 
 @dataclass
@@ -150,30 +151,6 @@ def _moment_sketch(x: torch.Tensor, mask: torch.Tensor, proj: torch.Tensor) -> t
     return torch.nn.functional.normalize(moments[:, iu[0], iu[1]] * scale, dim=-1)
 
 
-def _moment_hook(got: dict, key, mask: torch.Tensor, r: int, seed: int, cache: dict):
-    def hook(_module, args):
-        x = args[0]
-        if x.shape[:-1] != mask.shape:  # OPT flattens [B, T, C] to [B*T, C] before its MLP
-            if x.shape[:-1].numel() != mask.numel():
-                raise ColakitError(f"a linear's input {tuple(x.shape)} does not line up with the tokens "
-                                   f"{tuple(mask.shape)}", "use --feature-pooling mean for this model")
-            x = x.reshape(*mask.shape, x.shape[-1])
-        got[key] = _moment_sketch(x, mask, _sketch_matrix(cache, x.shape[-1], r, seed, x.device))
-    return hook
-
-
-def _moment_sites(layout, index: int) -> list:
-    """The first linear of each MOMENT_SITES group in block ``index``."""
-    spec = layout.spec(index)
-    names = [spec.attn_in[0] if spec.attn_in else None, spec.attn_out,
-             spec.mlp_in[0] if spec.mlp_in else None, spec.mlp_out]
-    missing = [site for site, name in zip(MOMENT_SITES, names) if name is None]
-    if missing:
-        raise ColakitError(f"moments pooling cannot find the {', '.join(missing)} linears of block {index}",
-                           "use --feature-pooling mean for this model")
-    return [spec.linears[name] for name in names]
-
-
 @torch.no_grad()
 def pooled_activations(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        layer_indices: Sequence[int], pooling: str = "mean", sketch_dim: int = 16,
@@ -202,9 +179,12 @@ def pooled_activations(model, input_ids: torch.Tensor, attention_mask: torch.Ten
         else:
             sites, cache = len(MOMENT_SITES), {}
             for i in layer_indices:
-                for s, linear in enumerate(_moment_sites(layout, i)):
-                    handles.append(linear.register_forward_pre_hook(
-                        _moment_hook(got, (i, s), mask, sketch_dim, seed, cache)))
+                linears = layout.spec(i).linears
+                for s, names in enumerate(layout.input_sites(i, MOMENTS_FIX).values()):
+                    def sketch(x, key=(i, s)):
+                        got[key] = _moment_sketch(x, mask, _sketch_matrix(cache, x.shape[-1], sketch_dim, seed, x.device))
+                    handles.append(linears[names[0]].register_forward_pre_hook(
+                        linear_input_hook(mask, sketch, MOMENTS_FIX)))
         handles.append(stop_after(layout.layers[max(layer_indices)]))
         forward_until_stop(model, input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     finally:

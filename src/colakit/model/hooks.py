@@ -9,10 +9,13 @@ module raised it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
+
+from colakit.errors import ColakitError
 
 
 class StopForward(Exception):
@@ -39,3 +42,18 @@ def forward_until_stop(model: nn.Module, **inputs: Any) -> bool:
     except StopForward:
         return True
     return False
+
+
+def linear_input_hook(mask: torch.Tensor, sink: Callable[[torch.Tensor], None], fix: str):
+    """A forward pre-hook that hands a linear's input to ``sink`` as ``[B, T, C]``, lined up with
+    ``mask``'s tokens (OPT flattens ``[B, T, C]`` to ``[B*T, C]`` before its MLP); a ColakitError
+    with ``fix`` when it cannot be lined up."""
+    def hook(_module, args):
+        x = args[0]
+        if x.shape[:-1] != mask.shape:
+            if x.shape[:-1].numel() != mask.numel():
+                raise ColakitError(f"a linear's input {tuple(x.shape)} does not line up with the tokens "
+                                   f"{tuple(mask.shape)}", fix)
+            x = x.reshape(*mask.shape, x.shape[-1])
+        sink(x)
+    return hook

@@ -57,6 +57,9 @@ _MLP_IN = (("mlp.gate_proj", "mlp.up_proj"), ("mlp.gate_up_proj",), ("mlp.c_fc",
            ("mlp.dense_h_to_4h",))
 _MLP_UP = ("mlp.up_proj",)
 _MLP_OUT = ("mlp.down_proj", "mlp.c_proj", "fc2", "mlp.dense_4h_to_h")
+# The four inputs a block's linears multiply, each shared by a group: q/k/v read the attention
+# norm's output, o the attention's, gate/up the MLP norm's, down the MLP activation.
+INPUT_SITES = ("attn_in", "attn_out", "mlp_in", "mlp_out")
 
 
 def get_submodule(root: nn.Module, path: str) -> nn.Module | None:
@@ -122,6 +125,17 @@ class DecoderLayout:
 
     def spec(self, index: int) -> BlockSpec:
         return block_spec(self.layers[index])
+
+    def input_sites(self, index: int, fix: str) -> dict[str, tuple[str, ...]]:
+        """Block ``index``'s linears by the INPUT_SITES input they share, or a ColakitError with ``fix``
+        when a role is not found (a feature or trial that reads all four cannot run without it)."""
+        spec = self.spec(index)
+        groups = dict(zip(INPUT_SITES, (spec.attn_in, (spec.attn_out,) if spec.attn_out else (),
+                                        spec.mlp_in, (spec.mlp_out,) if spec.mlp_out else ())))
+        missing = [site for site, names in groups.items() if not names]
+        if missing:
+            raise ColakitError(f"cannot find the {', '.join(missing)} linears of block {index}", fix)
+        return groups
 
 
 def block_linears(block: nn.Module) -> dict[str, nn.Module]:

@@ -56,24 +56,14 @@ from colakit.curate.coverage import target_weights
 from colakit.curate.select.base import Selection, register
 from colakit.curate.select.cola import ColaSelector
 from colakit.errors import ColakitError
-from colakit.model.hooks import forward_until_stop, stop_after
+from colakit.model.hooks import forward_until_stop, linear_input_hook, stop_after
 from colakit.model.layers import DecoderLayout, find_decoder, in_features, weight_matrix
 
 DEFAULT_METHODS = ("gptq", "sparsegpt")
 
 log = logging.getLogger(__name__)
 
-
-def site_linears(layout: DecoderLayout, index: int) -> dict[str, tuple[str, ...]]:
-    """Block ``index``'s linears grouped by the input they share (q/k/v; o; gate/up; down)."""
-    spec = layout.spec(index)
-    groups = {"attn_in": spec.attn_in, "attn_out": (spec.attn_out,), "mlp_in": spec.mlp_in,
-              "mlp_out": (spec.mlp_out,)}
-    missing = [site for site, names in groups.items() if not names or names[0] is None]
-    if missing:
-        raise ColakitError(f"balanced-trial cannot find the {', '.join(missing)} linears of block {index}",
-                           "use the balanced method for this model")
-    return groups
+TRIAL_FIX = "use the balanced method for this model"  # the ColakitError's fix when a block lacks a site
 
 
 def trial_block_indices(num_layers: int, count: int) -> list[int]:
@@ -84,14 +74,8 @@ def trial_block_indices(num_layers: int, count: int) -> list[int]:
     return sorted({int((2 * k + 1) * num_layers / (2 * count)) for k in range(count)})
 
 
-def _capture(key, mask: torch.Tensor, sink: Callable):
-    def hook(_module, args):
-        x = args[0]
-        if x.shape[:-1].numel() != mask.numel():
-            raise ColakitError(f"a linear's input {tuple(x.shape)} does not line up with the tokens "
-                               f"{tuple(mask.shape)}", "use the balanced method for this model")
-        sink(key, x.reshape(*mask.shape, x.shape[-1]))  # OPT flattens [B, T, C] before its MLP
-    return hook
+def _sink_at(sink: Callable, key, mask: torch.Tensor, first: int) -> Callable[[torch.Tensor], None]:
+    return lambda x: sink(key, x, mask, first)
 
 
 @torch.no_grad()
@@ -103,11 +87,11 @@ def forward_sites(model, layout: DecoderLayout, blocks: Sequence[int], seqs: Seq
 
     device = next(model.parameters()).device
     linears = {(b, site): layout.spec(b).linears[names[0]]
-               for b in blocks for site, names in site_linears(layout, b).items()}
+               for b in blocks for site, names in layout.input_sites(b, TRIAL_FIX).items()}
     for start in range(0, len(seqs), batch_size):
         ids, mask = pad_right(seqs[start:start + batch_size], pad_id)
         mask = mask.bool().to(device)
-        handles = [lin.register_forward_pre_hook(_capture(key, mask, lambda k, x: sink(k, x, mask, start)))
+        handles = [lin.register_forward_pre_hook(linear_input_hook(mask, _sink_at(sink, key, mask, start), TRIAL_FIX))
                    for key, lin in linears.items()]
         handles.append(stop_after(layout.layers[max(blocks)]))
         try:
@@ -175,33 +159,34 @@ class SetMoments:
         return {key: (total / max(self.tokens, 1)).float() for key, total in self.sums.items()}
 
 
-def trial_errors(layout: DecoderLayout, blocks: Sequence[int], methods: Sequence, mixed: dict,
-                 probe_moments: dict[str, dict], energy: dict | None = None) -> dict[tuple[str, str], float]:
-    """(method, capability) -> mean relative output error over the blocks' linears, each compressed on ``mixed``.
+class DenseBlocks:
+    """The trial blocks' linears as ``(block, site, name, float weight [out, in])``, and each one's dense
+    output energy ``||W x||^2`` under every capability's moments: no trial changes either, so both are
+    computed once per curation."""
 
-    ``energy``: a cache of each linear's dense output energy ``||W x||^2`` per capability, which no trial changes."""
+    def __init__(self, layout: DecoderLayout, blocks: Sequence[int], probe_moments: dict[str, dict]):
+        self.probe_moments = probe_moments
+        self.linears = [(b, site, name, weight_matrix(layout.spec(b).linears[name]).detach().float())
+                        for b in blocks for site, names in layout.input_sites(b, TRIAL_FIX).items() for name in names]
+        self.energy = {(b, name, cap): float(((w @ h[(b, site)]) * w).sum())
+                       for b, site, name, w in self.linears for cap, h in probe_moments.items()}
+
+
+def trial_errors(dense: DenseBlocks, methods: Sequence, mixed: dict) -> dict[tuple[str, str], float]:
+    """(method, capability) -> mean relative output error over the blocks' linears, each compressed on ``mixed``."""
     errors: dict[tuple[str, str], float] = {}
-    energy = {} if energy is None else energy
     for method in methods:
-        sums, count = dict.fromkeys(probe_moments, 0.0), 0
-        for b in blocks:
-            linears = layout.spec(b).linears
-            for site, names in site_linears(layout, b).items():
-                for name in names:
-                    w = weight_matrix(linears[name]).detach().float()
-                    stats = method.make_stats(w.shape[1], w.device)
-                    stats.assign(mixed[(b, site)])
-                    with hessian.single_cpu_thread(w.device):
-                        new, _ = method.solve(stats, w, f"block {b} {name}")
-                    delta = w - new
-                    for cap, moments in probe_moments.items():
-                        h = moments[(b, site)]
-                        if (b, name, cap) not in energy:
-                            energy[(b, name, cap)] = float(((w @ h) * w).sum())
-                        num, den = float(((delta @ h) * delta).sum()), energy[(b, name, cap)]
-                        sums[cap] += num / den if den > 0 else 0.0
-                    count += 1
-        errors.update({(method.name, cap): total / count for cap, total in sums.items()})
+        sums = dict.fromkeys(dense.probe_moments, 0.0)
+        for b, site, name, w in dense.linears:
+            stats = method.make_stats(w.shape[1], w.device)
+            stats.assign(mixed[(b, site)])
+            with hessian.single_cpu_thread(w.device):
+                new, _ = method.solve(stats, w, f"block {b} {name}")
+            delta = w - new
+            for cap, moments in dense.probe_moments.items():
+                den = dense.energy[(b, name, cap)]
+                sums[cap] += float(((delta @ moments[(b, site)]) * delta).sum()) / den if den > 0 else 0.0
+        errors.update({(method.name, cap): total / len(dense.linears) for cap, total in sums.items()})
     return errors
 
 
@@ -327,7 +312,7 @@ class BalancedTrialSelector(ColaSelector):
         rng = np.random.default_rng(seed)
         order = {k: rng.permutation(rows)[:budget].tolist() for k, rows in members.items()}  # a trial's n_k windows: the first n_k
         width = sum(in_features(layout.spec(b).linears[names[0]]) for b in blocks
-                    for names in site_linears(layout, b).values())
+                    for names in layout.input_sites(b, TRIAL_FIX).values())
         need = sum(len(candidates[i].input_ids) for rows in order.values() for i in rows) * width * 2 / 2**30
         if need > self.max_inputs_gib:
             raise ColakitError(f"balanced-trial would keep {need:.1f} GiB of layer inputs ({len(blocks)} blocks, "
@@ -339,14 +324,13 @@ class BalancedTrialSelector(ColaSelector):
                          for c, group in probes.items()}
         methods = self._trial_methods(model, config)
         memo: dict[tuple, dict] = {}
-        energy: dict = {}
-
+        dense = DenseBlocks(layout, blocks, probe_moments)
         moments = SetMoments(inputs)
 
         def errors_of(counts: dict[str, int]) -> dict:
             key = tuple(counts[k] for k in sources)
             if key not in memo:
-                memo[key] = trial_errors(layout, blocks, methods, moments.of(counts), probe_moments, energy)
+                memo[key] = trial_errors(dense, methods, moments.of(counts))
             return memo[key]
 
         unit = self.unit or max(1, budget // 16)
