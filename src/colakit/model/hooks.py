@@ -4,7 +4,8 @@ Feature extraction needs the activations up to the deepest hooked decoder layer,
 compression engine's input capture needs only what reaches the blocks; neither needs the rest of
 the model (later blocks, final norm, LM head, logits). Both raise ``StopForward`` from a hook and
 catch it around the model call: one exception class, so one ``except`` catches it whichever
-module raised it.
+module raised it. ``linear_input_hook`` is the one way to read a linear's input token by token
+(moments pooling and ``balanced-trial`` both do).
 """
 
 from __future__ import annotations
