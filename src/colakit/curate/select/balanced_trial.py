@@ -168,8 +168,11 @@ class DenseBlocks:
 
     def __init__(self, layout: DecoderLayout, blocks: Sequence[int], probe_moments: dict[str, dict]):
         self.probe_moments = probe_moments
-        self.linears = [(b, site, name, weight_matrix(layout.spec(b).linears[name]).detach().float())
-                        for b in blocks for site, names in layout.input_sites(b, TRIAL_FIX).items() for name in names]
+        self.linears = []
+        for b in blocks:
+            modules = layout.spec(b).linears  # one block spec per block, not one per linear
+            self.linears += [(b, site, name, weight_matrix(modules[name]).detach().float())
+                             for site, names in layout.input_sites(b, TRIAL_FIX).items() for name in names]
         self.energy = {(b, name, cap): float(((w @ h[(b, site)]) * w).sum())
                        for b, site, name, w in self.linears for cap, h in probe_moments.items()}
 
