@@ -213,3 +213,22 @@ def test_a_rho_over_some_curations_uses_only_their_cells(site):
     assert got.endswith(f"n {len(mine)})")
     with pytest.raises(ValueError, match="no curation 'nope'"):
         tool.render(site, "results/grid", "rho", ["proxy", "gptq-w4", "nope"])
+
+
+def test_a_figure_can_name_one_seed_of_a_multi_seed_run(tmp_path):
+    rows = [{"cell": f"{cur}__g__s{seed}", "status": "ok", "curation": cur, "curation_method": "random",
+             "sources": cur, "compression": "gptq-w4", "seed": seed, "task": "ppl_wiki", "capability": "LM",
+             "metric": "perplexity", "metric_kind": "perplexity", "value": 20 / r, "dense_value": 20, "retention": r,
+             "flagged": "False"}
+            for cur, by_seed in (("wiki", (0.8, 0.6)), ("code", (0.5, 0.7))) for seed, r in enumerate(by_seed)]
+    write_rundir(tmp_path / "results" / "r", rows, {"baseline": "wiki"})
+    tool = results_tool()
+    assert tool.render(tmp_path, "results/r", "task", ["gptq-w4", "wiki", "ppl_wiki"]).startswith("0.700 ± ")
+    assert tool.render(tmp_path, "results/r", "task", ["gptq-w4", "wiki", "ppl_wiki", "seed=1"]).startswith("0.600")
+    assert tool.render(tmp_path, "results/r", "mean", ["gptq-w4", "code", "seed=0"]).startswith("0.500")
+    # seed 1: code is the best single source on ppl_wiki, so wiki keeps 0.6 / 0.7 of it
+    assert tool.render(tmp_path, "results/r", "fraction", ["gptq-w4", "wiki", "ppl_wiki", "seed=1"]) == "0.857"
+    with pytest.raises(ValueError, match="no cell of seed 2.*its seeds: 0, 1"):
+        tool.render(tmp_path, "results/r", "mean", ["gptq-w4", "code", "seed=2"])
+    with pytest.raises(ValueError, match="pools its seeds"):
+        tool.render(tmp_path, "results/r", "head-to-head", ["seed=0"])

@@ -23,7 +23,8 @@ CURATION TASK`` (one task's retention), ``fraction COMPRESSION CURATION [TASK]``
 source: on TASK, or the lowest and its task), ``rho SCORE COMPRESSION [CURATION ...]`` (one proxy
 score's Spearman rho with mean retention within a compression, over the cells of the named curations
 if any), ``made`` (the version, commit and config that made the run);
-``KEY=VALUE`` picks a swept setting (``mean gptq-w4 cola seq_len=256``).
+``KEY=VALUE`` picks a swept setting (``mean gptq-w4 cola seq_len=256``), and ``seed=N`` one seed of a
+multi-seed run (every kind but ``head-to-head``, which pools the seeds).
 
 ``check`` fails (exit 1), naming the file, the figure and the fix, when a generated figure differs
 from what its results file gives, or when the results file is stale: colakit records in run.json a
@@ -87,10 +88,20 @@ def _pick(items, run, compression: str, curation: str, settings: dict, what: str
 
 def render(root: Path, file: str, kind: str, args: list[str]) -> str:
     """The text a marker stands for; a block kind is wrapped in newlines."""
+    from colakit.errors import ColakitError
     from colakit.report import data as d
     from colakit.report.markdown import fraction_markdown, headline_markdown, proxy_markdown, task_markdown
 
+    settings = dict(a.split("=", 1) for a in args if "=" in a)
+    args = [a for a in args if "=" not in a]
     run = _run(root, file)
+    if "seed" in settings:  # one seed of a multi-seed run; head_to_head.csv pools the seeds, so it has none
+        if kind == "head-to-head":
+            raise ValueError(f"head-to-head in {file} pools its seeds: drop seed={settings['seed']}")
+        try:
+            run = d.seed_slice(run, settings.pop("seed"))
+        except ColakitError as err:
+            raise ValueError(str(err)) from None
     if kind == "headline":
         return "\n" + headline_markdown(run, d.headline_table(run))
     if kind == "tasks":
@@ -105,8 +116,6 @@ def render(root: Path, file: str, kind: str, args: list[str]) -> str:
         return "\n" + "".join(f"- {h.line()}\n" for h in d.head_to_head(run))
     if kind == "made":
         return d.made_with(run.meta)
-    settings = dict(a.split("=", 1) for a in args if "=" in a)
-    args = [a for a in args if "=" not in a]
     if kind == "task" and len(args) == 3:  # the retention of one task, under the metric the report uses for it
         metric = {task: r.metric for (_, task), r in d.select_rows(run).items()}
         rows = [t for t in d.task_details(run) if t.task == args[2] and t.metric == metric.get(args[2])]

@@ -216,6 +216,16 @@ def load_run(rundir: Path | str) -> Run:
     return Run(root=root, meta=meta, cells=cells, results=results)
 
 
+def seed_slice(run: Run, seed: str) -> Run:
+    """The run as if only ``seed`` had run: a figure about one seed of a multi-seed run. Significance marks
+    still come from results.csv, which tests the run's own cells."""
+    cells = {name: c for name, c in run.cells.items() if c.seed == str(seed)}
+    if not cells:
+        raise ColakitError(f"{run.root} has no cell of seed {seed}",
+                           f"its seeds: {', '.join(_unique(c.seed for c in run.cells.values()))}")
+    return replace(run, cells=cells, results=[r for r in run.results if r.cell in cells])
+
+
 # --------------------------------------------------------------------------- selection
 
 
