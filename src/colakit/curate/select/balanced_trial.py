@@ -35,9 +35,10 @@ takes a random subset). Memory: the kept inputs, ``sources x budget x seq_len x 
 intermediate) x 2 bytes`` per trial block (SmolLM2-135M, 6 sources, 32 x 256 tokens: 0.32 GB a
 block), checked before the forward pass.
 
-Measured on the default model at seed 0 (docs/results/pareto.md#balanced-trial-on-smollm2-135m-seed-0):
-not better. At the layer level math windows served code nearly as well as code's own, so code got
-1 window of 32, and after SparseGPT code perplexity kept no more than with ``balanced``'s 2. On
+Measured on the default model at seeds 0 and 1 (docs/results/pareto.md#balanced-trial-on-smollm2-135m):
+not better. At seed 0 math windows served code nearly as well as code's own at the layer level, so
+code got 1 window of 32, and after SparseGPT code perplexity kept no more than with ``balanced``'s
+2; at seed 1 the search took another path from nearly the same errors and gave code 6. On
 Gemma-3-270M at seed 0 it gave wiki and C4 no window and kept the least of the mixtures after
 SparseGPT (docs/results/pareto.md#balanced-trial-on-gemma-3-270m-seed-0).
 """
