@@ -404,6 +404,31 @@ def test_fraction_of_the_best_single_source_per_task(tmp_path):
     assert [b.compression for b in d.fraction_of_best(mixed)] == ["gptq-w4"]
 
 
+def test_the_worst_seed_shows_what_the_mean_over_seeds_hides(tmp_path):
+    from colakit.report.html import render_html
+    from colakit.report.markdown import render_markdown
+
+    keep = {  # curation -> per seed (retention on ppl_wiki, on ppl_code): the mix's weak task moves
+        "wiki": ("random", "wiki", ((0.80, 0.50), (0.80, 0.50))),
+        "code": ("random", "code", ((0.60, 0.70), (0.60, 0.70))),
+        "mix": ("mix-uniform", "wiki,code", ((0.74, 0.70), (0.80, 0.63)))}
+    rows = [{"cell": f"{cur}__gptq__s{seed}", "status": "ok", "curation": cur, "curation_method": method,
+             "sources": sources, "compression": "gptq-w4", "seed": seed, "task": task, "capability": "LM",
+             "metric": "perplexity", "metric_kind": "perplexity", "value": 20 / r, "dense_value": 20,
+             "retention": r, "flagged": "False"}
+            for cur, (method, sources, by_seed) in keep.items() for seed, pair in enumerate(by_seed)
+            for task, r in zip(("ppl_wiki", "ppl_code"), pair)]
+    run = load_run(write_rundir(tmp_path / "run", rows, {"baseline": "wiki"}))
+    (block,) = d.fraction_of_best(run)
+    assert block.worst["mix"] == pytest.approx(min(0.77 / 0.80, 0.665 / 0.70))  # 0.95: on target, averaged
+    assert block.worst_seed["mix"] == (pytest.approx(0.63 / 0.70), "1")  # 0.90: seed 1's own set is not
+    assert block.worst_seed["wiki"] == (pytest.approx(0.50 / 0.70), "0")  # a tie goes to the first seed
+    assert "| min | worst seed |" in render_markdown(run) and "0.900 (s1)" in render_markdown(run)
+    assert "worst seed" in render_html(run) and "0.900 (s1)" in render_html(run)
+    one_seed = load_run(write_rundir(tmp_path / "one", [r for r in rows if r["seed"] == 0], {"baseline": "wiki"}))
+    assert d.fraction_of_best(one_seed)[0].worst_seed == {} and "| worst seed |" not in render_markdown(one_seed)
+
+
 def test_head_to_head_rows_reach_the_summary_the_page_and_the_cli(tmp_path):
     from colakit.grid.rundir import HEAD_TO_HEAD_COLUMNS
     from colakit.report.markdown import render_markdown

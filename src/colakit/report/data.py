@@ -722,6 +722,10 @@ class FractionOfBest:
     best: dict[str, tuple[str, float]]  # task -> (the single source that kept the most, its mean retention)
     fractions: dict[str, dict[str, float]]  # curation -> task -> fraction of that best
     worst: dict[str, float]  # curation -> its lowest fraction over the tasks
+    # With two seeds or more: curation -> (the lowest over the seeds of that seed's own ``worst``, each seed
+    # against its own best single source; the seed). The mean over seeds hides a calibration set's worst
+    # case when its weakest task moves from seed to seed, and a user calibrates with one set.
+    worst_seed: dict[str, tuple[float, str]] = field(default_factory=dict)
 
 
 def single_source_curations(run: Run) -> list[str]:
@@ -729,7 +733,23 @@ def single_source_curations(run: Run) -> list[str]:
 
 
 def fraction_of_best(run: Run, metric_kind: str = "likelihood") -> list[FractionOfBest]:
-    """``FractionOfBest`` blocks, one per compression and setting that has two single sources or more."""
+    """``FractionOfBest`` blocks, one per compression and setting that has two single sources or more, with
+    ``worst_seed`` filled in when the run has two seeds or more."""
+    blocks = _fraction_blocks(run, metric_kind)
+    seeds = _unique(c.seed for c in run.ok_cells)
+    if len(seeds) < 2:
+        return blocks
+    worst_seed: dict[tuple, dict[str, tuple[float, str]]] = {}
+    for seed in seeds:
+        for b in _fraction_blocks(seed_slice(run, seed), metric_kind):
+            into = worst_seed.setdefault((b.compression, b.settings), {})
+            for cur, value in b.worst.items():
+                if cur not in into or value < into[cur][0]:
+                    into[cur] = (value, seed)
+    return [replace(b, worst_seed=worst_seed.get((b.compression, b.settings), {})) for b in blocks]
+
+
+def _fraction_blocks(run: Run, metric_kind: str) -> list[FractionOfBest]:
     singles = set(single_source_curations(run))
     if len(singles) < 2:
         return []
@@ -807,7 +827,8 @@ HEAD_TO_HEAD_NOTE = ("the config's head_to_head pairs on the mean retention over
 
 FRACTION_NOTE = ("each task's mean retention over that of the single source (random windows of one source) "
                  "that kept the most on it; 1.0 = as good as the best single source, min = the lowest over the "
-                 "tasks (flagged tasks left out)")
+                 "tasks (flagged tasks left out); worst seed = the lowest min of any one seed, that seed's "
+                 "retentions over its own best single source")
 
 
 # --------------------------------------------------------------------------- text shared by html and markdown
@@ -826,6 +847,14 @@ def made_with(meta: dict) -> str:
 SIGNIFICANCE_NOTE = ("* a task of this capability is significantly better than the baseline curation "
                      "(multiple-comparison corrected p), † significantly worse")
 BEST_MARK = "▲"
+
+
+def worst_seed_text(block: FractionOfBest, curation: str) -> str:
+    """``0.905 (s1)``: a curation's lowest per-seed min fraction and its seed; ``–`` when no seed has every task."""
+    if curation not in block.worst_seed:
+        return "–"
+    value, seed = block.worst_seed[curation]
+    return f"{fmt(value)} (s{seed})"
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

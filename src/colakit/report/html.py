@@ -366,11 +366,15 @@ def _fractions(run: d.Run, metric_kind: str) -> str:
     out = [_note(f"{d.FRACTION_NOTE[0].upper()}{d.FRACTION_NOTE[1:]}.")]
     for b in blocks:
         title = b.compression + (f", {d.settings_label(b.settings)}" if b.settings else "")
-        head = ["<th>curation</th>", *(f'<th class="num">{esc(t)}</th>' for t in b.tasks), '<th class="num">min</th>']
+        by_seed = bool(b.worst_seed)
+        head = ["<th>curation</th>", *(f'<th class="num">{esc(t)}</th>' for t in b.tasks), '<th class="num">min</th>',
+                *(['<th class="num">worst seed</th>'] if by_seed else [])]
         rows = ["<tr><td><i>best single source</i></td>"
-                + "".join(_num(f"{b.best[t][0]} {b.best[t][1]:.3f}") for t in b.tasks) + "<td></td></tr>"]
+                + "".join(_num(f"{b.best[t][0]} {b.best[t][1]:.3f}") for t in b.tasks) + "<td></td>" * (1 + by_seed)
+                + "</tr>"]
         rows += [f"<tr><td>{esc(cur)}</td>" + "".join(_num(d.fmt(f.get(t))) for t in b.tasks)
-                 + _num(d.fmt(b.worst.get(cur))) + "</tr>" for cur, f in b.fractions.items()]
+                 + _num(d.fmt(b.worst.get(cur))) + (_num(d.worst_seed_text(b, cur)) if by_seed else "") + "</tr>"
+                 for cur, f in b.fractions.items()]
         out.append(f"<h3>{esc(title)}</h3>{_table(head, rows)}")
     return "".join(out)
 

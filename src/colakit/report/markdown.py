@@ -76,14 +76,18 @@ def fraction_markdown(run: d.Run, metric_kind: str = "likelihood") -> str:
     out = []
     for block in d.fraction_of_best(run, metric_kind):
         title = block.compression + (f", {d.settings_label(block.settings)}" if block.settings else "")
+        by_seed = bool(block.worst_seed)
         out += [f"### {_escape(title)}", "",
-                "| curation | " + " | ".join(_escape(t) for t in block.tasks) + " | min |",
-                "|---|" + "---:|" * (len(block.tasks) + 1),
+                "| curation | " + " | ".join(_escape(t) for t in block.tasks) + " | min |" + (" worst seed |" * by_seed),
+                "|---|" + "---:|" * (len(block.tasks) + 1 + by_seed),
                 "| _best single source_ | " + " | ".join(
-                    f"{_escape(block.best[t][0])} {block.best[t][1]:.3f}" for t in block.tasks) + " | |"]
+                    f"{_escape(block.best[t][0])} {block.best[t][1]:.3f}" for t in block.tasks) + " | |" + (" |" * by_seed)]
         for cur, fractions in block.fractions.items():
             cells = [d.fmt(fractions.get(t)) if t in fractions else "–" for t in block.tasks]
-            out.append(f"| {_escape(cur)} | " + " | ".join(cells) + f" | {d.fmt(block.worst.get(cur))} |")
+            cells.append(d.fmt(block.worst.get(cur)))
+            if by_seed:
+                cells.append(d.worst_seed_text(block, cur))
+            out.append(f"| {_escape(cur)} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
