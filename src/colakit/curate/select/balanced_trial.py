@@ -1,8 +1,8 @@
 """``balanced-trial``: budget shares set by a trial compression of a few blocks (colakit's own method).
 
 ``balanced`` and ``balanced-hessian`` judge a capability's coverage in the activation features,
-and on the default model both left code with 1-2 windows of 32; after SparseGPT, code perplexity
-retention followed the number of code windows (COLA 5: 0.582, ``balanced`` 2: 0.524,
+and on the default model at seed 0 both left code with 1-2 windows of 32; after SparseGPT, code
+perplexity retention followed the number of code windows (COLA 5: 0.582, ``balanced`` 2: 0.524,
 ``balanced-hessian`` 1: 0.508; docs/results/pareto.md). The features never said code needed more.
 This method asks the compressor instead, on the quantity the study scores, the fraction of the
 best single source, measured at the layer level:
@@ -35,10 +35,11 @@ takes a random subset). Memory: the kept inputs, ``sources x budget x seq_len x 
 intermediate) x 2 bytes`` per trial block (SmolLM2-135M, 6 sources, 32 x 256 tokens: 0.32 GB a
 block), checked before the forward pass.
 
-Measured on the default model at seeds 0 and 1 (docs/results/pareto.md#balanced-trial-on-smollm2-135m):
+Measured on the default model at seeds 0, 1 and 2 (docs/results/pareto.md#balanced-trial-on-smollm2-135m):
 not better. At seed 0 math windows served code nearly as well as code's own at the layer level, so
 code got 1 window of 32, and after SparseGPT code perplexity kept no more than with ``balanced``'s
-2; at seed 1 the search took another path from nearly the same errors and gave code 6. On
+2; at seeds 1 and 2 the search took other paths from nearly the same errors and gave code 6 and
+3. On
 Gemma-3-270M at seed 0 it gave wiki and C4 no window and kept the least of the mixtures after
 SparseGPT (docs/results/pareto.md#balanced-trial-on-gemma-3-270m-seed-0).
 """
