@@ -39,9 +39,8 @@ Measured on the default model at seeds 0, 1 and 2 (docs/results/pareto.md#balanc
 not better. At seed 0 math windows served code nearly as well as code's own at the layer level, so
 code got 1 window of 32, and after SparseGPT code perplexity kept no more than with ``balanced``'s
 2; at seeds 1 and 2 the search took other paths from nearly the same errors and gave code 6 and
-3. On
-Gemma-3-270M at seed 0 it gave wiki and C4 no window and kept the least of the mixtures after
-SparseGPT (docs/results/pareto.md#balanced-trial-on-gemma-3-270m-seed-0).
+3. On Gemma-3-270M at seed 0 it gave wiki and C4 no window and kept the least of the mixtures
+after SparseGPT (docs/results/pareto.md#balanced-trial-on-gemma-3-270m-seed-0).
 """
 
 from __future__ import annotations
