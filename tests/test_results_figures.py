@@ -167,6 +167,43 @@ def test_restore_gives_a_run_directory_and_never_overwrites(site, tmp_path):
     assert (tmp_path / "again" / "cells" / cell / "cell.json").read_text() == '{"status": "failed"}'
 
 
+def test_keep_adds_finished_cells_and_leaves_the_tables(site, tmp_path):
+    tool = results_tool()
+    snap = site / "results" / "grid"
+    tool.process(site, write=True)
+    import csv
+
+    for r in csv.DictReader(open(snap / "results.csv")):  # the records a real run writes beside its table
+        (snap / "cells" / r["cell"]).mkdir(parents=True, exist_ok=True)
+        (snap / "cells" / r["cell"] / "cell.json").write_text(json.dumps({"status": r["status"]}))
+    cell = r["cell"]
+    tool.restore(snap, tmp_path / "run")
+    run = tmp_path / "run"
+    for name, status in (("new__g__s1", "ok"), ("half__g__s1", "failed")):  # a later session's cells
+        (run / "cells" / name).mkdir(parents=True)
+        (run / "cells" / name / "cell.json").write_text(json.dumps({"status": status}))
+        (run / "cells" / name / "eval.json").write_text("{}")
+    (run / "cells" / "busy__g__s1").mkdir()  # started, no record yet
+    (run / "cells" / "busy__g__s1" / "eval.json").write_text("{}")
+    (run / "calib" / "new__s1").mkdir(parents=True)
+    (run / "calib" / "new__s1" / "samples.jsonl").write_text('{"text": "x"}\n')
+    (run / "results.csv").write_text("cell\nnew__g__s1\n")  # the run's tables moved on
+    (run / "run.json").write_text("{}")
+    tables = {n: (snap / n).read_bytes() for n in ("run.json", "results.csv")}
+    tool.keep(run, snap)
+    assert (snap / "cells" / "new__g__s1" / "eval.json").read_text() == "{}"
+    assert (snap / "calib" / "new__s1" / "samples.jsonl").is_file()
+    assert not (snap / "cells" / "half__g__s1").exists() and not (snap / "cells" / "busy__g__s1").exists()
+    assert {n: (snap / n).read_bytes() for n in tables} == tables
+    assert tool.process(site) == ([], [])  # every figure as it was
+    tool.keep(run, snap)  # again: nothing new
+    (run / "cells" / cell / "cell.json").write_text('{"status": "ok", "redone": true}')  # differs: refused
+    with pytest.raises(SystemExit, match=f"other contents \\(e.g. cells/{cell}/cell.json\\)"):
+        tool.keep(run, snap)
+    with pytest.raises(SystemExit, match="not a results snapshot"):
+        tool.keep(run, tmp_path / "nothing")
+
+
 def test_a_fraction_of_the_best_single_source_is_a_figure(tmp_path):
     rows = [{"cell": f"{cur}__g__s0", "status": "ok", "curation": cur, "curation_method": method, "sources": src,
              "compression": "gptq-w4", "seed": 0, "task": task, "capability": "LM", "metric": "perplexity",

@@ -37,6 +37,7 @@ disagree with its results.csv (status, config digest, commit).
 
     python tools/results.py snapshot runs/demo results/demo    # after `colakit run configs/demo.yaml`
     python tools/results.py restore results/q3 runs/q3         # then: colakit run configs/q3.yaml --out runs/q3
+    python tools/results.py keep runs/q3 results/q3            # a session's finished cells, tables unchanged
     python tools/results.py write                               # regenerate every marked figure
     python tools/results.py check                               # what CI runs
 """
@@ -244,6 +245,19 @@ def snapshot(rundir: Path, dest: Path) -> None:
     print(dest)
 
 
+def _copy_missing(source: Path, files: list[Path], dest: Path, fix: str) -> None:
+    """Copy ``files`` (relative) from ``source`` to ``dest``, leaving those ``dest`` has with the same bytes;
+    one that differs stops the copy before anything is copied (nothing the user had is changed)."""
+    clash = [rel for rel in files if (dest / rel).exists() and (dest / rel).read_bytes() != (source / rel).read_bytes()]
+    if clash:
+        raise SystemExit(f"error: {dest} already has {len(clash)} of these files with other contents "
+                         f"(e.g. {clash[0]}): {fix}")
+    for rel in files:
+        if not (dest / rel).exists():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / rel, dest / rel)
+
+
 def restore(source: Path, rundir: Path) -> None:
     """Copy snapshot ``source`` into run directory ``rundir``, so ``colakit run`` resumes it (adds seeds,
     cells) without redoing what the snapshot holds. A file already in ``rundir`` is left as it is when it
@@ -256,17 +270,32 @@ def restore(source: Path, rundir: Path) -> None:
     if not any(source.glob("cells/*/cell.json")):
         raise SystemExit(f"error: {source} holds no cells (a snapshot made before snapshots kept the evidence): "
                          "it cannot be resumed; run its config again")
-    clash = [rel for rel in files
-             if (rundir / rel).exists() and (rundir / rel).read_bytes() != (source / rel).read_bytes()]
-    if clash:
-        raise SystemExit(f"error: {rundir} already has {len(clash)} of these files with other contents "
-                         f"(e.g. {clash[0]}): restore into a new directory, or move {rundir} aside")
-    for rel in files:
-        if not (rundir / rel).exists():
-            (rundir / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / rel, rundir / rel)
+    _copy_missing(source, files, rundir, f"restore into a new directory, or move {rundir} aside")
     print(f"{rundir}: {len(files)} files from {source}; resume with `colakit run CONFIG --out {rundir}`",
           file=sys.stderr)
+
+
+def keep(rundir: Path, dest: Path) -> None:
+    """Add to snapshot ``dest`` the finished cells of ``rundir`` that it lacks (their records, evaluations,
+    compression reports) and the calibration sets, leaving its tables (run.json, results.csv,
+    head_to_head.csv) and so every figure that cites it as they are. For a study that spans sessions:
+    what a session finished survives in the repository, and ``restore`` gives it back to ``colakit run``
+    before the tables are rewritten with the new seeds (then ``snapshot``)."""
+    from colakit.grid.rundir import RunDir
+
+    if not (dest / "run.json").is_file():
+        raise SystemExit(f"error: {dest} is not a results snapshot (no run.json): `snapshot` it first")
+    unfinished = {p.name for p in rundir.glob("cells/*") if p.is_dir()}
+    for record in rundir.glob("cells/*/cell.json"):
+        if json.loads(record.read_text()).get("status") == "ok":
+            unfinished.discard(record.parent.name)
+    files = [rel for rel in RunDir(rundir).evidence_files() if len(rel.parts) > 1  # not the tables
+             and not (rel.parts[0] == "cells" and rel.parts[1] in unfinished)]
+    new = [rel for rel in files if not (dest / rel).exists()]
+    _copy_missing(rundir, files, dest, f"those cells differ from the snapshot's: `snapshot` {rundir} whole instead")
+    cells = sorted({rel.parts[1] for rel in new if rel.parts[0] == "cells"})
+    print(f"{dest}: {len(new)} new files, {len(cells)} cells ({', '.join(cells) or 'none'}); "
+          f"its tables are unchanged", file=sys.stderr)
 
 
 def evidence_problems(root: Path, file: str) -> list[str]:
@@ -305,12 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     back = sub.add_parser("restore", help="copy snapshot SOURCE into RUNDIR, for `colakit run` to resume")
     back.add_argument("source", type=Path)
     back.add_argument("rundir", type=Path)
+    add = sub.add_parser("keep", help="add RUNDIR's finished cells to snapshot DEST, leaving its tables as they are")
+    add.add_argument("rundir", type=Path)
+    add.add_argument("dest", type=Path)
     args = parser.parse_args(argv)
     if args.command == "snapshot":
         snapshot(args.rundir, args.dest)
         return 0
     if args.command == "restore":
         restore(args.source, args.rundir)
+        return 0
+    if args.command == "keep":
+        keep(args.rundir, args.dest)
         return 0
     problems, notes = process(ROOT, write=args.command == "write")
     for line in notes:
