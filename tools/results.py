@@ -285,12 +285,11 @@ def keep(rundir: Path, dest: Path) -> None:
 
     if not (dest / "run.json").is_file():
         raise SystemExit(f"error: {dest} is not a results snapshot (no run.json): `snapshot` it first")
-    unfinished = {p.name for p in rundir.glob("cells/*") if p.is_dir()}
-    for record in rundir.glob("cells/*/cell.json"):
-        if json.loads(record.read_text()).get("status") == "ok":
-            unfinished.discard(record.parent.name)
-    files = [rel for rel in RunDir(rundir).evidence_files() if len(rel.parts) > 1  # not the tables
-             and not (rel.parts[0] == "cells" and rel.parts[1] in unfinished)]
+    run = RunDir(rundir)
+    finished = {record.parent.name for record in run.cells.glob("*/cell.json")
+                if json.loads(record.read_text()).get("status") == "ok"}
+    files = [rel for rel in run.evidence_files() if len(rel.parts) > 1  # not the tables
+             and (rel.parts[0] != "cells" or rel.parts[1] in finished)]
     new = [rel for rel in files if not (dest / rel).exists()]
     _copy_missing(rundir, files, dest, f"those cells differ from the snapshot's: `snapshot` {rundir} whole instead")
     cells = sorted({rel.parts[1] for rel in new if rel.parts[0] == "cells"})
